@@ -1,0 +1,1 @@
+"""ticketbot's support desk: models, permissions and services, free of any Slack import."""

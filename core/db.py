@@ -1,0 +1,143 @@
+"""Engine, sessions and the unit of work: one service call is one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, event, exc
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.types import TypeDecorator
+
+from core.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both databases (SQLite stores them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    """An async engine configured for our two databases."""
+    if is_sqlite(url):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    # pysqlite's own transaction handling begins lazily and deferred, so two writers can both
+    # read and then fail to upgrade their lock. We take over: BEGIN IMMEDIATE makes every unit
+    # of work take the write lock up front and wait (busy_timeout) instead of failing.
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_UNAVAILABLE_ERRORS = (exc.OperationalError, exc.InterfaceError, OSError, ConnectionError)
+
+
+class Database:
+    """Owns the engine and the session factory; `transaction()` is the unit of work."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+        self.url = url
+        self.engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """Open a session in a transaction: commit on normal exit, roll back on any exception."""
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        except exc.DBAPIError as error:
+            unreachable = error.connection_invalidated or isinstance(error, _UNAVAILABLE_ERRORS)
+            if unreachable and _is_lock_or_connection_problem(error):
+                log.warning("database unavailable", extra={"error": type(error).__name__})
+                raise Unavailable(
+                    "The ticket database is unavailable right now; nothing was saved. "
+                    "Please try again in a moment."
+                ) from error
+            raise
+        except (OSError, ConnectionError) as error:
+            log.warning("database unreachable", extra={"error": type(error).__name__})
+            raise Unavailable(
+                "The ticket database is unavailable right now; nothing was saved. "
+                "Please try again in a moment."
+            ) from error
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _is_lock_or_connection_problem(error: exc.DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return True
+    text = str(error.orig).lower()
+    return any(
+        marker in text
+        for marker in (
+            "connection",
+            "closed",
+            "terminat",
+            "shutdown",
+            "database is locked",
+            "could not connect",
+            "refused",
+            "starting up",
+        )
+    )

@@ -1,0 +1,68 @@
+"""Per-actor fixed-window rate limits, counted in the database so every process shares them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import RateLimited
+from core.models import RateLimitCounter
+
+
+async def consume(
+    session: AsyncSession,
+    *,
+    actor_id: int,
+    bucket: str,
+    limit: int,
+    window_seconds: int,
+    now: datetime,
+    what: str,
+) -> None:
+    """Count one use in the current window; raise RateLimited past `limit`.
+
+    The upsert takes a row lock on PostgreSQL (SQLite serialises writers), so concurrent
+    requests from several replicas are counted exactly. A refused or failed operation rolls
+    its increment back with the rest of its transaction.
+    """
+    epoch = int(now.timestamp())
+    start_epoch = epoch - epoch % window_seconds
+    window_start = now - timedelta(seconds=epoch - start_epoch, microseconds=now.microsecond)
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    values = insert(RateLimitCounter).values(
+        actor_id=actor_id, bucket=bucket, window_start=window_start, count=1
+    )
+    statement = values.on_conflict_do_update(
+        index_elements=["actor_id", "bucket", "window_start"],
+        set_={"count": RateLimitCounter.count + 1},
+    ).returning(RateLimitCounter.count)
+    count = (await session.execute(statement)).scalar_one()
+    if count > limit:
+        retry_after = start_epoch + window_seconds - epoch
+        raise RateLimited(
+            f"You can {what} at most {limit} times per {_window_text(window_seconds)}. "
+            f"Please try again in {_window_text(retry_after)}.",
+            retry_after_seconds=retry_after,
+        )
+
+
+async def prune(session: AsyncSession, *, older_than: datetime) -> None:
+    """Drop counters of windows that ended long ago."""
+    await session.execute(
+        delete(RateLimitCounter).where(RateLimitCounter.window_start < older_than)
+    )
+
+
+def _window_text(seconds: int) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        hours = seconds // 3600
+        return "hour" if hours == 1 else f"{hours} hours"
+    if seconds >= 60:
+        minutes = max(1, round(seconds / 60))
+        return "minute" if minutes == 1 else f"{minutes} minutes"
+    return "second" if seconds == 1 else f"{seconds} seconds"

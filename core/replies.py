@@ -1,0 +1,282 @@
+"""Replies and internal notes: add, edit (author only, within the window, history kept), delete."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit, outbox, repository
+from core.access import Actor, TicketRef, denied, load_actor, load_ticket
+from core.context import Core
+from core.enums import Audience, Role, Status
+from core.errors import EditWindowExpired, NotFound, TicketClosed
+from core.models import ChatMessage, Reply, ReplyEdit, Ticket
+from core.outbox import OutboxKind
+from core.tickets import apply_status
+from core.validation import BODY_MAX, clean_text
+from core.views import ReplyView
+
+log = logging.getLogger("core.replies")
+
+
+@dataclass(frozen=True)
+class ChatOrigin:
+    """The chat message a reply was written as: it is linked for edits and not relayed back."""
+
+    audience: Audience
+    channel_id: str
+    ts: str
+
+
+async def add_reply(
+    core: Core,
+    *,
+    actor_id: int,
+    ticket: TicketRef,
+    body: str,
+    internal: bool,
+    origin: ChatOrigin | None = None,
+    idempotency_key: str | None = None,
+) -> ReplyView:
+    """Add a public reply or (staff only) an internal note; a repeated key returns the first."""
+    text = clean_text(body, field="message", max_length=BODY_MAX, required=True)
+    try:
+        async with core.db.transaction() as session:
+            actor = await load_actor(session, actor_id)
+            row = await load_ticket(session, actor, ticket, for_update=True)
+            if idempotency_key:
+                existing = await session.scalar(
+                    select(Reply).where(Reply.idempotency_key == idempotency_key)
+                )
+                if existing is not None:
+                    return (await repository.reply_views(session, [existing]))[0]
+            return await _add(core, session, actor, row, text, internal, origin, idempotency_key)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        async with core.db.transaction() as session:
+            existing = await session.scalar(
+                select(Reply).where(Reply.idempotency_key == idempotency_key)
+            )
+            if existing is None:
+                raise
+            return (await repository.reply_views(session, [existing]))[0]
+
+
+async def _add(
+    core: Core,
+    session: AsyncSession,
+    actor: Actor,
+    row: Ticket,
+    text: str,
+    internal: bool,
+    origin: ChatOrigin | None,
+    idempotency_key: str | None,
+) -> ReplyView:
+    if internal and not actor.is_staff:
+        raise denied(actor, "reply.internal", "Only support staff can write internal notes.")
+    if row.status == Status.CLOSED.value:
+        raise TicketClosed(
+            f"Ticket #{row.number} is closed, so this message was not added. "
+            "Open a new ticket with /ticket new if you need more help."
+        )
+    now = core.clock.now()
+    reply = Reply(
+        ticket_id=row.id,
+        author_id=actor.id,
+        body=text,
+        is_internal=internal,
+        created_at=now,
+        idempotency_key=idempotency_key,
+    )
+    session.add(reply)
+    await session.flush()
+    if origin is not None:
+        session.add(
+            ChatMessage(
+                channel_id=origin.channel_id, ts=origin.ts, reply_id=reply.id, is_copy=False
+            )
+        )
+    card_changed = False
+    is_customer = actor.id == row.customer_id
+    if not internal and not is_customer and actor.is_staff and row.first_response_at is None:
+        # First response: the first public reply by staff who are not the ticket's customer.
+        row.first_response_at = now
+        row.sla_next_alert_at = None
+        card_changed = True
+    row.updated_at = now
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action="note.added" if internal else "reply.added",
+        ticket_id=row.id,
+        now=now,
+        reply_id=reply.id,
+    )
+    for audience, kind in _relay_targets(internal, origin):
+        outbox.enqueue(
+            session,
+            kind=kind,
+            ticket_id=row.id,
+            key=outbox.thread_key(audience, row.id),
+            now=now,
+            event="reply",
+            reply_id=reply.id,
+        )
+    if is_customer and row.status in (Status.RESOLVED.value, Status.WAITING_ON_CUSTOMER.value):
+        # The customer answered: the ticket needs staff attention again.
+        apply_status(
+            core, session, row, Status.OPEN, reason="Customer replied", actor=actor, now=now
+        )
+    elif card_changed:
+        outbox.enqueue(
+            session,
+            kind=OutboxKind.STAFF_CARD_REFRESH,
+            ticket_id=row.id,
+            key=outbox.thread_key(Audience.STAFF, row.id),
+            now=now,
+        )
+    log.info(
+        "reply added",
+        extra={"actor_id": actor.id, "ticket": row.number, "internal": internal},
+    )
+    return (await repository.reply_views(session, [reply]))[0]
+
+
+def _relay_targets(internal: bool, origin: ChatOrigin | None) -> list[tuple[Audience, OutboxKind]]:
+    """Where a new reply must be shown besides where it was written. Notes never go to customers."""
+    targets = [(Audience.STAFF, OutboxKind.STAFF_THREAD_POST)]
+    if not internal:
+        targets.append((Audience.CUSTOMER, OutboxKind.CUSTOMER_THREAD_POST))
+    source = origin.audience if origin is not None else None
+    return [(audience, kind) for audience, kind in targets if audience is not source]
+
+
+async def edit_reply(core: Core, *, actor_id: int, reply_id: int, body: str) -> ReplyView:
+    """The author changes a reply's text within the edit window; the old text is kept.
+
+    An edit cannot turn a note public or a reply internal: the flag is not an input."""
+    text = clean_text(body, field="message", max_length=BODY_MAX, required=True)
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        reply, row = await _load_reply(session, actor, reply_id)
+        if reply.author_id != actor.id:
+            raise denied(actor, "reply.edit", "Only the author can edit a message.")
+        if row.status == Status.CLOSED.value:
+            raise TicketClosed(f"Ticket #{row.number} is closed; its messages can't be edited.")
+        now = core.clock.now()
+        if now - reply.created_at > core.settings.reply_edit_window:
+            hours = core.settings.reply_edit_window_hours
+            raise EditWindowExpired(f"Messages can only be edited within {hours:g} hours.")
+        if text == reply.body:
+            return (await repository.reply_views(session, [reply]))[0]
+        session.add(
+            ReplyEdit(
+                reply_id=reply.id, previous_body=reply.body, edited_at=now, edited_by_id=actor.id
+            )
+        )
+        reply.body = text
+        reply.edited_at = now
+        reply.edited_by_id = actor.id
+        audit.record(
+            session,
+            actor_id=actor.id,
+            action="reply.edited",
+            ticket_id=row.id,
+            now=now,
+            reply_id=reply.id,
+        )
+        _sync_copies(session, reply, row, OutboxKind.REPLY_COPIES_UPDATE, now)
+        await session.flush()
+        return (await repository.reply_views(session, [reply]))[0]
+
+
+async def delete_reply(core: Core, *, actor_id: int, reply_id: int) -> None:
+    """Soft-delete a reply: its author, or a manager or admin."""
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        reply, row = await _load_reply(session, actor, reply_id)
+        if reply.author_id != actor.id and actor.role not in (Role.MANAGER, Role.ADMIN):
+            raise denied(actor, "reply.delete", "Only the author or a manager can delete it.")
+        now = core.clock.now()
+        reply.deleted_at = now
+        reply.deleted_by_id = actor.id
+        audit.record(
+            session,
+            actor_id=actor.id,
+            action="reply.deleted",
+            ticket_id=row.id,
+            now=now,
+            reply_id=reply.id,
+        )
+        _sync_copies(session, reply, row, OutboxKind.REPLY_COPIES_DELETE, now)
+
+
+async def reply_history(core: Core, *, actor_id: int, reply_id: int) -> list[str]:
+    """Earlier texts of a reply, oldest first (whoever may see the reply may see its history)."""
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        reply, _ = await _load_reply(session, actor, reply_id)
+        rows = await session.scalars(
+            select(ReplyEdit.previous_body)
+            .where(ReplyEdit.reply_id == reply.id)
+            .order_by(ReplyEdit.edited_at, ReplyEdit.id)
+        )
+        return list(rows)
+
+
+async def _load_reply(session: AsyncSession, actor: Actor, reply_id: int) -> tuple[Reply, Ticket]:
+    """A reply the actor may see (internal notes: staff only); NotFound otherwise."""
+    query = select(Reply).where(Reply.id == reply_id, Reply.deleted_at.is_(None))
+    if not actor.is_staff:
+        query = query.where(Reply.is_internal.is_(False))
+    reply = await session.scalar(query.with_for_update(of=Reply))
+    if reply is None:
+        raise NotFound("That message was not found.")
+    try:
+        row = await load_ticket(session, actor, reply.ticket_id, for_update=True)
+    except NotFound:
+        raise NotFound("That message was not found.") from None
+    return reply, row
+
+
+def _sync_copies(
+    session: AsyncSession, reply: Reply, row: Ticket, kind: OutboxKind, now: datetime
+) -> None:
+    audiences = [Audience.STAFF] if reply.is_internal else [Audience.STAFF, Audience.CUSTOMER]
+    for audience in audiences:
+        outbox.enqueue(
+            session,
+            kind=kind,
+            ticket_id=row.id,
+            key=outbox.thread_key(audience, row.id),
+            now=now,
+            reply_id=reply.id,
+            audience=audience.value,
+        )
+
+
+async def reply_for_audience(core: Core, *, reply_id: int, audience: Audience) -> ReplyView | None:
+    """System read for delivery: a reply as `audience` may see it; a note is never returned for
+    the customer audience, whatever the caller asks."""
+    async with core.db.transaction() as session:
+        query = select(Reply).where(Reply.id == reply_id)
+        if audience is Audience.CUSTOMER:
+            query = query.where(Reply.is_internal.is_(False))
+        reply = await session.scalar(query)
+        if reply is None:
+            if audience is Audience.CUSTOMER:
+                log.error("refused to render a note for a customer", extra={"reply_id": reply_id})
+            return None
+        return (await repository.reply_views(session, [reply]))[0]
+
+
+async def ticket_id_of_reply(core: Core, *, reply_id: int) -> uuid.UUID | None:
+    async with core.db.transaction() as session:
+        return await session.scalar(select(Reply.ticket_id).where(Reply.id == reply_id))

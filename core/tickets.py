@@ -1,0 +1,687 @@
+"""Ticket services: create, read, list, update, status, priority, assignment, deletion.
+
+Each public function is one transaction: it loads the actor and the rows it needs, checks the
+permission matrix on them, changes state, writes the audit entry and the outbox messages, and
+commits all of it or nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit, outbox, ratelimit, repository
+from core.access import (
+    Actor,
+    TicketRef,
+    company_scope,
+    denied,
+    load_actor,
+    load_ticket,
+    require_role,
+    require_staff,
+)
+from core.context import Core
+from core.enums import Audience, Priority, Role, Status
+from core.errors import InvalidTransition, NotFound, TicketClosed, ValidationFailed
+from core.models import Category, StatusChange, Ticket, User
+from core.outbox import OutboxKind
+from core.sla_policy import SlaPolicy
+from core.validation import (
+    BODY_MAX,
+    PAGE_SIZE_MAX,
+    REASON_MAX,
+    TITLE_MAX,
+    clean_text,
+    optional_text,
+    parse_enum,
+    positive_int,
+    single_line,
+)
+from core.views import Page, TicketDetail, TicketView
+
+log = logging.getLogger("core.tickets")
+
+# Allowed status changes. Who may make them is decided in `_check_transition`.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.OPEN: frozenset(
+        {Status.IN_PROGRESS, Status.WAITING_ON_CUSTOMER, Status.RESOLVED, Status.CLOSED}
+    ),
+    Status.IN_PROGRESS: frozenset(
+        {Status.OPEN, Status.WAITING_ON_CUSTOMER, Status.RESOLVED, Status.CLOSED}
+    ),
+    Status.WAITING_ON_CUSTOMER: frozenset(
+        {Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED, Status.CLOSED}
+    ),
+    Status.RESOLVED: frozenset({Status.OPEN, Status.IN_PROGRESS, Status.CLOSED}),
+    Status.CLOSED: frozenset({Status.OPEN}),
+}
+
+
+@dataclass(frozen=True)
+class TicketFilters:
+    """Filters of a ticket list; None means 'any'."""
+
+    status: Status | None = None
+    priority: Priority | None = None
+    assignee_id: int | None = None
+    unassigned: bool = False
+    customer_id: int | None = None
+    company_id: int | None = None
+    category_id: int | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# create
+
+
+async def create_ticket(
+    core: Core,
+    *,
+    actor_id: int,
+    title: str,
+    description: str = "",
+    priority: Priority | str = Priority.MEDIUM,
+    category_id: int | None = None,
+    customer_id: int | None = None,
+    idempotency_key: str | None = None,
+) -> TicketView:
+    """Open a ticket for `customer_id` (default: the actor); a repeated idempotency key returns
+    the ticket the first call created."""
+    title = single_line(title, field="title", max_length=TITLE_MAX)
+    description = clean_text(description, field="description", max_length=BODY_MAX, required=False)
+    level = parse_enum(Priority, priority, field="priority")
+    try:
+        async with core.db.transaction() as session:
+            actor = await load_actor(session, actor_id)
+            if idempotency_key:
+                existing = await session.scalar(
+                    select(Ticket).where(Ticket.idempotency_key == idempotency_key)
+                )
+                if existing is not None:
+                    return await repository.ticket_view(session, await _seen(actor, existing))
+            customer = await _ticket_customer(session, actor, customer_id)
+            category = await _active_category(session, category_id)
+            now = core.clock.now()
+            await ratelimit.consume(
+                session,
+                actor_id=actor.id,
+                bucket="ticket_create",
+                limit=core.settings.ticket_create_limit,
+                window_seconds=core.settings.ticket_create_window_seconds,
+                now=now,
+                what="open a ticket",
+            )
+            warning_at, breach_at = SlaPolicy(core.settings).deadlines(level, now)
+            ticket = Ticket(
+                id=uuid.uuid4(),
+                number=await repository.next_ticket_number(session),
+                title=title,
+                description=description,
+                status=Status.OPEN.value,
+                priority=level.value,
+                category_id=category.id if category else None,
+                customer_id=customer.id,
+                company_id=customer.company_id,
+                created_by_id=actor.id,
+                created_at=now,
+                updated_at=now,
+                sla_started_at=now,
+                sla_warning_at=warning_at,
+                sla_breach_at=breach_at,
+                sla_next_alert_at=warning_at,
+                idempotency_key=idempotency_key,
+            )
+            session.add(ticket)
+            await session.flush()  # dependants below reference the new row
+            session.add(
+                StatusChange(
+                    ticket_id=ticket.id,
+                    from_status=None,
+                    to_status=Status.OPEN.value,
+                    reason=None,
+                    changed_by_id=actor.id,
+                    changed_at=now,
+                )
+            )
+            audit.record(
+                session,
+                actor_id=actor.id,
+                action="ticket.created",
+                ticket_id=ticket.id,
+                now=now,
+                number=ticket.number,
+                customer_id=customer.id,
+                priority=level.value,
+            )
+            outbox.enqueue(
+                session,
+                kind=OutboxKind.STAFF_CARD_CREATE,
+                ticket_id=ticket.id,
+                key=outbox.thread_key(Audience.STAFF, ticket.id),
+                now=now,
+            )
+            outbox.enqueue(
+                session,
+                kind=OutboxKind.CUSTOMER_THREAD_CREATE,
+                ticket_id=ticket.id,
+                key=outbox.thread_key(Audience.CUSTOMER, ticket.id),
+                now=now,
+            )
+            await session.flush()
+            log.info(
+                "ticket created",
+                extra={"actor_id": actor.id, "ticket": ticket.number, "customer_id": customer.id},
+            )
+            return await repository.ticket_view(session, ticket)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent call with the same key won the race: answer with its ticket.
+        async with core.db.transaction() as session:
+            actor = await load_actor(session, actor_id)
+            existing = await session.scalar(
+                select(Ticket).where(Ticket.idempotency_key == idempotency_key)
+            )
+            if existing is None:
+                raise
+            return await repository.ticket_view(session, await _seen(actor, existing))
+
+
+async def _seen(actor: Actor, ticket: Ticket) -> Ticket:
+    if not actor.can_see(ticket):
+        raise NotFound("That ticket was not found.")
+    return ticket
+
+
+async def _ticket_customer(session: AsyncSession, actor: Actor, customer_id: int | None) -> User:
+    """Who the new ticket is for, checked against the creation rules of the matrix."""
+    if customer_id is None or customer_id == actor.id:
+        if actor.role is not Role.CUSTOMER:
+            raise ValidationFailed(
+                "Staff open tickets on behalf of a customer: choose the customer.",
+                field="customer",
+            )
+        return actor.user
+    if actor.role is Role.CUSTOMER:
+        raise denied(
+            actor,
+            "ticket.create",
+            "You can only open tickets for yourself.",
+            customer_id=customer_id,
+        )
+    customer = await session.get(User, customer_id)
+    if customer is None or not customer.is_active or customer.role != Role.CUSTOMER.value:
+        raise ValidationFailed("Choose an active customer for the ticket.", field="customer")
+    if not actor.covers_company(customer.company_id):
+        raise denied(
+            actor,
+            "ticket.create",
+            "You can only open tickets for customers of your companies.",
+            customer_id=customer_id,
+        )
+    return customer
+
+
+async def _active_category(session: AsyncSession, category_id: int | None) -> Category | None:
+    if category_id is None:
+        return None
+    category = await session.get(Category, category_id)
+    if category is None or not category.is_active:
+        raise ValidationFailed("That category does not exist.", field="category")
+    return category
+
+
+# --------------------------------------------------------------------------------------------
+# read
+
+
+async def get_ticket(core: Core, *, actor_id: int, ticket: TicketRef) -> TicketDetail:
+    """A ticket with its replies (internal notes for staff only) and status history."""
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        row = await load_ticket(session, actor, ticket)
+        replies = await repository.visible_replies(session, row.id, include_internal=actor.is_staff)
+        return TicketDetail(
+            ticket=await repository.ticket_view(session, row),
+            replies=tuple(await repository.reply_views(session, replies)),
+            history=tuple(await repository.status_history(session, row.id)),
+        )
+
+
+async def list_tickets(
+    core: Core,
+    *,
+    actor_id: int,
+    filters: TicketFilters | None = None,
+    page: int = 1,
+    page_size: int = 20,
+) -> Page[TicketView]:
+    """The actor's visible tickets matching `filters`, newest first, with a COUNT total."""
+    filters = filters or TicketFilters()
+    page = positive_int(page, field="page")
+    page_size = positive_int(page_size, field="page size", maximum=PAGE_SIZE_MAX)
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        conditions = [actor.visible_tickets(), *_filter_conditions(filters)]
+        return await _page(session, conditions, page=page, page_size=page_size)
+
+
+async def my_tickets(
+    core: Core, *, actor_id: int, open_only: bool = False, page: int = 1, page_size: int = 20
+) -> Page[TicketView]:
+    """Customers: the tickets they requested. Staff: the tickets assigned to them."""
+    page = positive_int(page, field="page")
+    page_size = positive_int(page_size, field="page size", maximum=PAGE_SIZE_MAX)
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        mine = Ticket.customer_id if actor.role is Role.CUSTOMER else Ticket.assignee_id
+        conditions = [actor.visible_tickets(), mine == actor.id]
+        if open_only:
+            conditions.append(Ticket.status.not_in([Status.RESOLVED.value, Status.CLOSED.value]))
+        return await _page(session, conditions, page=page, page_size=page_size)
+
+
+def _filter_conditions(filters: TicketFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.status is not None:
+        conditions.append(Ticket.status == filters.status.value)
+    if filters.priority is not None:
+        conditions.append(Ticket.priority == filters.priority.value)
+    if filters.unassigned:
+        conditions.append(Ticket.assignee_id.is_(None))
+    elif filters.assignee_id is not None:
+        conditions.append(Ticket.assignee_id == filters.assignee_id)
+    if filters.customer_id is not None:
+        conditions.append(Ticket.customer_id == filters.customer_id)
+    if filters.company_id is not None:
+        conditions.append(Ticket.company_id == filters.company_id)
+    if filters.category_id is not None:
+        conditions.append(Ticket.category_id == filters.category_id)
+    return conditions
+
+
+async def _page(
+    session: AsyncSession, conditions: list[ColumnElement[bool]], *, page: int, page_size: int
+) -> Page[TicketView]:
+    total = await session.scalar(select(func.count()).select_from(Ticket).where(*conditions))
+    rows = await session.scalars(
+        select(Ticket)
+        .where(*conditions)
+        .order_by(Ticket.created_at.desc(), Ticket.number.desc())
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    )
+    views = await repository.ticket_views(session, list(rows))
+    return Page.of(views, total=int(total or 0), page=page, page_size=page_size)
+
+
+# --------------------------------------------------------------------------------------------
+# change
+
+
+async def update_ticket(
+    core: Core,
+    *,
+    actor_id: int,
+    ticket: TicketRef,
+    title: str | None = None,
+    description: str | None = None,
+    category_id: int | None = None,
+    clear_category: bool = False,
+) -> TicketView:
+    """Edit title, description or category: the customer of the ticket or staff who see it."""
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        row = await load_ticket(session, actor, ticket, for_update=True)
+        _require_open_for_changes(row)
+        changes: dict[str, object] = {}
+        if title is not None:
+            new_title = single_line(title, field="title", max_length=TITLE_MAX)
+            if new_title != row.title:
+                changes["title"] = new_title
+        if description is not None:
+            new_description = clean_text(
+                description, field="description", max_length=BODY_MAX, required=False
+            )
+            if new_description != row.description:
+                changes["description"] = new_description
+        if clear_category and row.category_id is not None:
+            changes["category_id"] = None
+        elif category_id is not None and category_id != row.category_id:
+            category = await _active_category(session, category_id)
+            changes["category_id"] = category.id if category else None
+        if not changes:
+            return await repository.ticket_view(session, row)
+        now = core.clock.now()
+        for name, value in changes.items():
+            setattr(row, name, value)
+        row.updated_at = now
+        audit.record(
+            session,
+            actor_id=actor.id,
+            action="ticket.updated",
+            ticket_id=row.id,
+            now=now,
+            fields=sorted(changes),
+        )
+        _refresh_card(session, row, now)
+        await session.flush()
+        return await repository.ticket_view(session, row)
+
+
+async def change_priority(
+    core: Core, *, actor_id: int, ticket: TicketRef, priority: Priority | str
+) -> TicketView:
+    """Staff set the priority; the first-response deadline is recomputed from the creation time."""
+    level = parse_enum(Priority, priority, field="priority")
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        row = await load_ticket(session, actor, ticket, for_update=True)
+        require_staff(actor, "ticket.priority")
+        _require_open_for_changes(row)
+        if row.priority == level.value:
+            return await repository.ticket_view(session, row)
+        now = core.clock.now()
+        previous = row.priority
+        row.priority = level.value
+        row.updated_at = now
+        if row.first_response_at is None and row.sla_breach_at is not None:
+            _start_sla_clock(core, row, _sla_start(row))
+        audit.record(
+            session,
+            actor_id=actor.id,
+            action="ticket.priority_changed",
+            ticket_id=row.id,
+            now=now,
+            previous=previous,
+            priority=level.value,
+        )
+        _refresh_card(session, row, now)
+        await session.flush()
+        return await repository.ticket_view(session, row)
+
+
+async def change_status(
+    core: Core,
+    *,
+    actor_id: int,
+    ticket: TicketRef,
+    status: Status | str,
+    reason: str | None = None,
+) -> TicketView:
+    """Move a ticket along its life cycle, storing the reason and the history entry."""
+    target = parse_enum(Status, status, field="status")
+    clean_reason = optional_text(reason, field="reason", max_length=REASON_MAX)
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        row = await load_ticket(session, actor, ticket, for_update=True)
+        _check_transition(actor, row, target)
+        now = core.clock.now()
+        apply_status(core, session, row, target, reason=clean_reason, actor=actor, now=now)
+        await session.flush()
+        return await repository.ticket_view(session, row)
+
+
+def _check_transition(actor: Actor, row: Ticket, target: Status) -> None:
+    current = Status(row.status)
+    if current is target:
+        raise InvalidTransition(f"Ticket #{row.number} is already {_label(target)}.")
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(
+            f"Ticket #{row.number} cannot go from {_label(current)} to {_label(target)}."
+        )
+    if actor.is_staff:
+        return
+    # Customers may close their own ticket, and reopen it while it is only resolved.
+    if current is Status.CLOSED:
+        raise TicketClosed(
+            f"Ticket #{row.number} is closed. Please open a new ticket if you need more help."
+        )
+    if target is Status.CLOSED or (current is Status.RESOLVED and target is Status.OPEN):
+        return
+    raise denied(
+        actor,
+        "ticket.status",
+        "Only support staff can set that status.",
+        ticket=row.number,
+        target=target.value,
+    )
+
+
+def apply_status(
+    core: Core,
+    session: AsyncSession,
+    row: Ticket,
+    target: Status,
+    *,
+    reason: str | None,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    """Set the status with its timestamps, SLA clock, history, audit and notifications."""
+    previous = Status(row.status)
+    row.status = target.value
+    row.status_reason = reason
+    row.updated_at = now
+    if target is Status.RESOLVED:
+        row.resolved_at = now
+    elif target is Status.CLOSED:
+        row.closed_at = now
+        if row.resolved_at is None:
+            row.resolved_at = now
+    elif previous.is_done:
+        row.resolved_at = None
+        row.closed_at = None
+    if target.is_done:
+        row.sla_next_alert_at = None
+    elif previous.is_done and row.first_response_at is None:
+        # Reopened without ever being answered: the first-response clock starts again now.
+        _start_sla_clock(core, row, now)
+    session.add(
+        StatusChange(
+            ticket_id=row.id,
+            from_status=previous.value,
+            to_status=target.value,
+            reason=reason,
+            changed_by_id=actor.id,
+            changed_at=now,
+        )
+    )
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action="ticket.status_changed",
+        ticket_id=row.id,
+        now=now,
+        previous=previous.value,
+        status=target.value,
+        reason=reason,
+    )
+    log.info(
+        "ticket status changed",
+        extra={
+            "actor_id": actor.id,
+            "ticket": row.number,
+            "from": previous.value,
+            "to": target.value,
+        },
+    )
+    for audience, kind in (
+        (Audience.STAFF, OutboxKind.STAFF_THREAD_POST),
+        (Audience.CUSTOMER, OutboxKind.CUSTOMER_THREAD_POST),
+    ):
+        outbox.enqueue(
+            session,
+            kind=kind,
+            ticket_id=row.id,
+            key=outbox.thread_key(audience, row.id),
+            now=now,
+            event="status_changed",
+            previous=previous.value,
+            status=target.value,
+            reason=reason,
+            actor_id=actor.id,
+        )
+    _refresh_card(session, row, now)
+
+
+async def assign_ticket(
+    core: Core,
+    *,
+    actor_id: int,
+    ticket: TicketRef,
+    assignee_id: int | None,
+    note: str | None = None,
+) -> TicketView:
+    """Assign (or transfer, or unassign with None) a ticket to an active staff member."""
+    clean_note = optional_text(note, field="note", max_length=REASON_MAX)
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        row = await load_ticket(session, actor, ticket, for_update=True)
+        require_staff(actor, "ticket.assign")
+        _require_open_for_changes(row)
+        if assignee_id is not None:
+            await _check_assignee(session, await session.get(User, assignee_id), row)
+        if row.assignee_id == assignee_id:
+            return await repository.ticket_view(session, row)
+        now = core.clock.now()
+        previous = row.assignee_id
+        row.assignee_id = assignee_id
+        row.updated_at = now
+        action = (
+            "ticket.unassigned"
+            if assignee_id is None
+            else "ticket.assigned"
+            if previous is None
+            else "ticket.transferred"
+        )
+        audit.record(
+            session,
+            actor_id=actor.id,
+            action=action,
+            ticket_id=row.id,
+            now=now,
+            previous_assignee_id=previous,
+            assignee_id=assignee_id,
+            note=clean_note,
+        )
+        if assignee_id is not None and assignee_id != actor.id:
+            outbox.enqueue(
+                session,
+                kind=OutboxKind.ASSIGNEE_DM,
+                ticket_id=row.id,
+                key=f"user:{assignee_id}",
+                now=now,
+                assignee_id=assignee_id,
+                assigned_by_id=actor.id,
+                event="assigned",
+                note=clean_note,
+            )
+        _refresh_card(session, row, now)
+        await session.flush()
+        return await repository.ticket_view(session, row)
+
+
+async def _check_assignee(session: AsyncSession, assignee: User | None, ticket: Ticket) -> None:
+    if assignee is None:
+        raise ValidationFailed("That user does not exist.", field="assignee")
+    if not assignee.is_active:
+        raise ValidationFailed(
+            f"{assignee.display_name} is deactivated and cannot be assigned.", field="assignee"
+        )
+    role = Role(assignee.role)
+    if role.is_global_staff:
+        return
+    if role is Role.CORPORATE and ticket.company_id is not None:
+        # Corporate staff may take tickets of their own companies only (checked on fresh rows).
+        if ticket.company_id in await company_scope(session, assignee):
+            return
+        raise ValidationFailed(
+            f"{assignee.display_name} does not cover this ticket's company.", field="assignee"
+        )
+    raise ValidationFailed(
+        f"{assignee.display_name} is not support staff and cannot be assigned.", field="assignee"
+    )
+
+
+async def delete_ticket(
+    core: Core, *, actor_id: int, ticket: TicketRef, reason: str | None = None
+) -> None:
+    """Soft-delete a ticket (manager or admin): it vanishes from every query and refuses changes."""
+    clean_reason = optional_text(reason, field="reason", max_length=REASON_MAX)
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        row = await load_ticket(session, actor, ticket, for_update=True)
+        require_role(actor, "ticket.delete", Role.MANAGER, Role.ADMIN)
+        now = core.clock.now()
+        row.deleted_at = now
+        row.deleted_by_id = actor.id
+        row.sla_next_alert_at = None
+        row.updated_at = now
+        audit.record(
+            session,
+            actor_id=actor.id,
+            action="ticket.deleted",
+            ticket_id=row.id,
+            now=now,
+            number=row.number,
+            reason=clean_reason,
+        )
+        _refresh_card(session, row, now)
+        log.info("ticket deleted", extra={"actor_id": actor.id, "ticket": row.number})
+
+
+# --------------------------------------------------------------------------------------------
+# shared pieces
+
+
+def _require_open_for_changes(row: Ticket) -> None:
+    if row.status == Status.CLOSED.value:
+        raise TicketClosed(f"Ticket #{row.number} is closed; reopen it first.")
+
+
+def _sla_start(row: Ticket) -> datetime:
+    """When the current first-response clock started: creation, or the latest reopening."""
+    return row.sla_started_at or row.created_at
+
+
+def _start_sla_clock(core: Core, row: Ticket, start: datetime) -> None:
+    warning_at, breach_at = SlaPolicy(core.settings).deadlines(Priority(row.priority), start)
+    row.sla_started_at = start
+    row.sla_warning_at = warning_at
+    row.sla_breach_at = breach_at
+    row.sla_next_alert_at = warning_at
+
+
+def _refresh_card(session: AsyncSession, row: Ticket, now: datetime) -> None:
+    outbox.enqueue(
+        session,
+        kind=OutboxKind.STAFF_CARD_REFRESH,
+        ticket_id=row.id,
+        key=outbox.thread_key(Audience.STAFF, row.id),
+        now=now,
+    )
+
+
+def _label(status: Status) -> str:
+    return status.value.replace("_", " ")
+
+
+def status_label(status: Status) -> str:
+    """Human wording of a status, shared by the services' messages and the renderers."""
+    return _label(status)
+
+
+async def ticket_snapshot(core: Core, *, ticket_id: uuid.UUID) -> TicketView | None:
+    """System read for delivery: the ticket as staff see it (deleted ones too), None if unknown."""
+    async with core.db.transaction() as session:
+        row = await session.get(Ticket, ticket_id)
+        if row is None:
+            return None
+        return await repository.ticket_view(session, row)

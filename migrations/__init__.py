@@ -1,0 +1,54 @@
+"""Alembic migrations, runnable from code (bot start-up, tests) and from the alembic CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent
+
+# Any constant works; replicas that start together queue on it so that one migrates at a time.
+MIGRATION_LOCK_ID = 74_210_615
+
+
+def alembic_config(url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(rev)s_%%(slug)s")
+    if url:
+        config.set_main_option("sqlalchemy.url", url)
+    return config
+
+
+def _run(connection: Connection, action: str, target: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    if action == "upgrade":
+        command.upgrade(config, target)
+    else:
+        command.downgrade(config, target)
+
+
+async def run_migrations(url: str, action: str = "upgrade", target: str = "head") -> None:
+    """Upgrade (or downgrade) the database at `url`, serialised across processes on PostgreSQL."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_ID})")
+                await connection.commit()
+            try:
+                await connection.run_sync(_run, action, target)
+                await connection.commit()
+            finally:
+                if connection.dialect.name == "postgresql":
+                    await connection.exec_driver_sql(
+                        f"SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"
+                    )
+                    await connection.commit()
+    finally:
+        await engine.dispose()

@@ -1,0 +1,93 @@
+"""Test data factories: rows that tests need, made in one line."""
+
+from __future__ import annotations
+
+import itertools
+
+from sqlalchemy import select
+
+from core.context import Core
+from core.enums import Priority, Role
+from core.models import Category, Company, CompanyDomain, CorporateMembership, User
+from core.repository import user_view
+from core.tickets import create_ticket
+from core.views import TicketView, UserView
+
+_sequence = itertools.count(1)
+
+
+async def make_company(core: Core, name: str | None = None, *domains: str) -> int:
+    async with core.db.transaction() as session:
+        company = Company(name=name or f"Company {next(_sequence)}")
+        session.add(company)
+        await session.flush()
+        for domain in domains:
+            session.add(CompanyDomain(domain=domain.lower(), company_id=company.id))
+        return company.id
+
+
+async def make_user(
+    core: Core,
+    role: Role | str = Role.CUSTOMER,
+    *,
+    name: str | None = None,
+    company_id: int | None = None,
+    extra_companies: tuple[int, ...] = (),
+    active: bool = True,
+    email: str | None = None,
+    slack_user_id: str | None = None,
+) -> UserView:
+    n = next(_sequence)
+    async with core.db.transaction() as session:
+        user = User(
+            slack_user_id=slack_user_id or f"U{n:08d}",
+            display_name=name or f"{Role(role).value.title()} {n}",
+            email=email,
+            role=Role(role).value,
+            company_id=company_id,
+            is_active=active,
+            created_at=core.clock.now(),
+            updated_at=core.clock.now(),
+        )
+        session.add(user)
+        await session.flush()
+        for company in extra_companies:
+            session.add(CorporateMembership(user_id=user.id, company_id=company))
+        return user_view(user)
+
+
+async def make_category(core: Core, name: str | None = None) -> int:
+    async with core.db.transaction() as session:
+        category = Category(name=name or f"Category {next(_sequence)}")
+        session.add(category)
+        await session.flush()
+        return category.id
+
+
+async def make_ticket(
+    core: Core,
+    customer: UserView,
+    *,
+    title: str = "Printer is on fire",
+    description: str = "It started this morning.",
+    priority: Priority | str = Priority.MEDIUM,
+    by: UserView | None = None,
+    category_id: int | None = None,
+) -> TicketView:
+    creator = by or customer
+    return await create_ticket(
+        core,
+        actor_id=creator.id,
+        title=title,
+        description=description,
+        priority=priority,
+        category_id=category_id,
+        customer_id=None if creator.id == customer.id else customer.id,
+    )
+
+
+async def user_row(core: Core, user_id: int) -> User:
+    async with core.db.transaction() as session:
+        user = await session.scalar(select(User).where(User.id == user_id))
+        assert user is not None
+        return user
