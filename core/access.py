@@ -102,8 +102,10 @@ def denied(actor: Actor, action: str, message: str, **context: object) -> Forbid
 
 
 def not_found(ticket_ref: TicketRef) -> NotFound:
-    label = f"#{ticket_ref}" if isinstance(ticket_ref, int) else "that ticket"
-    return NotFound(f"Ticket {label} was not found.")
+    """The one error for a ticket that is missing, deleted or hidden from the actor."""
+    if isinstance(ticket_ref, int):
+        return NotFound(f"Ticket #{ticket_ref} was not found.")
+    return NotFound("That ticket was not found.")
 
 
 async def load_ticket(

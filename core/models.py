@@ -118,6 +118,16 @@ class Ticket(Base):
         CheckConstraint(_in("status", STATUSES), name="status"),
         CheckConstraint(_in("priority", PRIORITIES), name="priority"),
         Index("ix_tickets_status_created", "status", "created_at"),
+        # Staff queues: live tickets by status and priority, newest first, counted from the index.
+        Index(
+            "ix_tickets_live_status_priority_created",
+            "status",
+            "priority",
+            "created_at",
+            "number",
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
+        ),
         Index("ix_tickets_priority_created", "priority", "created_at"),
         Index("ix_tickets_assignee_created", "assignee_id", "created_at"),
         Index("ix_tickets_customer_created", "customer_id", "created_at"),

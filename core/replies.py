@@ -15,10 +15,10 @@ from core import audit, outbox, repository
 from core.access import Actor, TicketRef, denied, load_actor, load_ticket
 from core.context import Core
 from core.enums import Audience, Role, Status
-from core.errors import EditWindowExpired, NotFound, TicketClosed
+from core.errors import Conflict, EditWindowExpired, NotFound, TicketClosed
 from core.models import ChatMessage, Reply, ReplyEdit, Ticket
 from core.outbox import OutboxKind
-from core.tickets import apply_status
+from core.tickets import apply_status, clean_idempotency_key
 from core.validation import BODY_MAX, clean_text
 from core.views import ReplyView
 
@@ -46,6 +46,7 @@ async def add_reply(
 ) -> ReplyView:
     """Add a public reply or (staff only) an internal note; a repeated key returns the first."""
     text = clean_text(body, field="message", max_length=BODY_MAX, required=True)
+    idempotency_key = clean_idempotency_key(idempotency_key)
     try:
         async with core.db.transaction() as session:
             actor = await load_actor(session, actor_id)
@@ -55,18 +56,35 @@ async def add_reply(
                     select(Reply).where(Reply.idempotency_key == idempotency_key)
                 )
                 if existing is not None:
-                    return (await repository.reply_views(session, [existing]))[0]
+                    return await _replayed(session, actor, row, existing)
             return await _add(core, session, actor, row, text, internal, origin, idempotency_key)
     except IntegrityError:
         if not idempotency_key:
             raise
+        # A concurrent call with the same key won the race: answer with its reply.
         async with core.db.transaction() as session:
+            actor = await load_actor(session, actor_id)
+            row = await load_ticket(session, actor, ticket)
             existing = await session.scalar(
                 select(Reply).where(Reply.idempotency_key == idempotency_key)
             )
             if existing is None:
                 raise
-            return (await repository.reply_views(session, [existing]))[0]
+            return await _replayed(session, actor, row, existing)
+
+
+async def _replayed(session: AsyncSession, actor: Actor, row: Ticket, reply: Reply) -> ReplyView:
+    """The reply an earlier call with the same key added: only to its author, on its ticket.
+
+    Keys come from the caller; a key that names someone else's message (an internal note,
+    say) must not hand that message over."""
+    if reply.author_id != actor.id or reply.ticket_id != row.id:
+        log.warning(
+            "idempotency key reused for another message",
+            extra={"actor_id": actor.id, "ticket": row.number},
+        )
+        raise Conflict("That request was already used for another message; nothing was added.")
+    return (await repository.reply_views(session, [reply]))[0]
 
 
 async def _add(
@@ -202,8 +220,12 @@ async def delete_reply(core: Core, *, actor_id: int, reply_id: int) -> None:
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
         reply, row = await _load_reply(session, actor, reply_id)
-        if reply.author_id != actor.id and actor.role not in (Role.MANAGER, Role.ADMIN):
+        moderator = actor.role in (Role.MANAGER, Role.ADMIN)
+        if reply.author_id != actor.id and not moderator:
             raise denied(actor, "reply.delete", "Only the author or a manager can delete it.")
+        if row.status == Status.CLOSED.value and not moderator:
+            # Closed tickets are final; only managers and admins may still remove a message.
+            raise TicketClosed(f"Ticket #{row.number} is closed; its messages can't be deleted.")
         now = core.clock.now()
         reply.deleted_at = now
         reply.deleted_by_id = actor.id

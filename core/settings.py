@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from datetime import date, time, timedelta
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.enums import Priority
@@ -110,6 +111,21 @@ class CoreSettings(BaseSettings):
         if bad or not days:
             raise ValueError(f"business days must be among {', '.join(_WEEKDAYS)}")
         return days
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (use e.g. Europe/Berlin)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _business_hours(self) -> CoreSettings:
+        if self.business_open >= self.business_close:
+            raise ValueError("business_close must be later than business_open on the same day")
+        return self
 
     @property
     def business_weekdays(self) -> frozenset[int]:

@@ -23,12 +23,13 @@ from core.access import (
     denied,
     load_actor,
     load_ticket,
+    not_found,
     require_role,
     require_staff,
 )
 from core.context import Core
 from core.enums import Audience, Priority, Role, Status
-from core.errors import InvalidTransition, NotFound, TicketClosed, ValidationFailed
+from core.errors import Conflict, InvalidTransition, TicketClosed, ValidationFailed
 from core.models import Category, StatusChange, Ticket, User
 from core.outbox import OutboxKind
 from core.sla_policy import SlaPolicy
@@ -46,6 +47,8 @@ from core.validation import (
 from core.views import Page, TicketDetail, TicketView
 
 log = logging.getLogger("core.tickets")
+
+IDEMPOTENCY_KEY_MAX = 200
 
 # Allowed status changes. Who may make them is decided in `_check_transition`.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -67,8 +70,8 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 class TicketFilters:
     """Filters of a ticket list; None means 'any'."""
 
-    status: Status | None = None
-    priority: Priority | None = None
+    status: Status | str | None = None
+    priority: Priority | str | None = None
     assignee_id: int | None = None
     unassigned: bool = False
     customer_id: int | None = None
@@ -96,6 +99,7 @@ async def create_ticket(
     title = single_line(title, field="title", max_length=TITLE_MAX)
     description = clean_text(description, field="description", max_length=BODY_MAX, required=False)
     level = parse_enum(Priority, priority, field="priority")
+    idempotency_key = clean_idempotency_key(idempotency_key)
     try:
         async with core.db.transaction() as session:
             actor = await load_actor(session, actor_id)
@@ -104,7 +108,7 @@ async def create_ticket(
                     select(Ticket).where(Ticket.idempotency_key == idempotency_key)
                 )
                 if existing is not None:
-                    return await repository.ticket_view(session, await _seen(actor, existing))
+                    return await repository.ticket_view(session, _replayed(actor, existing))
             customer = await _ticket_customer(session, actor, customer_id)
             category = await _active_category(session, category_id)
             now = core.clock.now()
@@ -190,12 +194,32 @@ async def create_ticket(
             )
             if existing is None:
                 raise
-            return await repository.ticket_view(session, await _seen(actor, existing))
+            return await repository.ticket_view(session, _replayed(actor, existing))
 
 
-async def _seen(actor: Actor, ticket: Ticket) -> Ticket:
+def clean_idempotency_key(key: str | None) -> str | None:
+    """An idempotency key as stored: blank means none, and it must fit its column."""
+    if key is None or not key.strip():
+        return None
+    key = key.strip()
+    if len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ValidationFailed(
+            f"Idempotency key is longer than {IDEMPOTENCY_KEY_MAX} characters.",
+            field="idempotency_key",
+        )
+    return key
+
+
+def _replayed(actor: Actor, ticket: Ticket) -> Ticket:
+    """The ticket an earlier call with the same key created: only its creator gets it back."""
+    if ticket.created_by_id != actor.id:
+        log.warning(
+            "idempotency key reused by another actor",
+            extra={"actor_id": actor.id, "ticket": ticket.number},
+        )
+        raise Conflict("That request was already used by someone else; nothing was created.")
     if not actor.can_see(ticket):
-        raise NotFound("That ticket was not found.")
+        raise not_found(ticket.id)
     return ticket
 
 
@@ -290,9 +314,11 @@ async def my_tickets(
 def _filter_conditions(filters: TicketFilters) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if filters.status is not None:
-        conditions.append(Ticket.status == filters.status.value)
+        state = parse_enum(Status, filters.status, field="status")
+        conditions.append(Ticket.status == state.value)
     if filters.priority is not None:
-        conditions.append(Ticket.priority == filters.priority.value)
+        level = parse_enum(Priority, filters.priority, field="priority")
+        conditions.append(Ticket.priority == level.value)
     if filters.unassigned:
         conditions.append(Ticket.assignee_id.is_(None))
     elif filters.assignee_id is not None:
@@ -393,6 +419,10 @@ async def change_priority(
         row.updated_at = now
         if row.first_response_at is None and row.sla_breach_at is not None:
             _start_sla_clock(core, row, _sla_start(row))
+            if Status(row.status).is_done:
+                # Resolved without an answer: the new deadlines are recorded, but no alert
+                # may fire until the ticket is reopened (which restarts the clock anyway).
+                row.sla_next_alert_at = None
         audit.record(
             session,
             actor_id=actor.id,
@@ -430,6 +460,11 @@ async def change_status(
 
 def _check_transition(actor: Actor, row: Ticket, target: Status) -> None:
     current = Status(row.status)
+    if current is Status.CLOSED and not actor.is_staff:
+        # Closed is final for customers, whatever status they ask for.
+        raise TicketClosed(
+            f"Ticket #{row.number} is closed. Please open a new ticket if you need more help."
+        )
     if current is target:
         raise InvalidTransition(f"Ticket #{row.number} is already {_label(target)}.")
     if target not in TRANSITIONS[current]:
@@ -439,10 +474,6 @@ def _check_transition(actor: Actor, row: Ticket, target: Status) -> None:
     if actor.is_staff:
         return
     # Customers may close their own ticket, and reopen it while it is only resolved.
-    if current is Status.CLOSED:
-        raise TicketClosed(
-            f"Ticket #{row.number} is closed. Please open a new ticket if you need more help."
-        )
     if target is Status.CLOSED or (current is Status.RESOLVED and target is Status.OPEN):
         return
     raise denied(
@@ -598,9 +629,11 @@ async def _check_assignee(session: AsyncSession, assignee: User | None, ticket: 
     role = Role(assignee.role)
     if role.is_global_staff:
         return
-    if role is Role.CORPORATE and ticket.company_id is not None:
+    if role is Role.CORPORATE:
         # Corporate staff may take tickets of their own companies only (checked on fresh rows).
-        if ticket.company_id in await company_scope(session, assignee):
+        if ticket.company_id is not None and ticket.company_id in await company_scope(
+            session, assignee
+        ):
             return
         raise ValidationFailed(
             f"{assignee.display_name} does not cover this ticket's company.", field="assignee"

@@ -114,7 +114,9 @@ async def truncate_all(database: Database) -> None:
             for table in tables:
                 await connection.execute(text(f"DELETE FROM {table}"))
             await connection.execute(text("UPDATE ticket_counter SET value = 0"))
-            await connection.execute(text("DELETE FROM sqlite_sequence")) if await _has_sqlite_sequence(connection) else None
+            await connection.execute(
+                text("DELETE FROM sqlite_sequence")
+            ) if await _has_sqlite_sequence(connection) else None
 
 
 async def _has_sqlite_sequence(connection: object) -> bool:

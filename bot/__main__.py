@@ -1,0 +1,138 @@
+"""`python -m bot`: serve (default), demo, migrate, scheduler, roles, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from bot.logs import configure_logging
+from bot.settings import BotSettings, SettingsError, load_settings
+
+NO_CREDENTIALS = """\
+ticketbot cannot serve Slack yet: these settings are missing: {missing}.
+
+  SLACK_BOT_TOKEN       the app's Bot User OAuth Token (xoxb-...), from "OAuth & Permissions"
+  SLACK_SIGNING_SECRET  from "Basic Information" > "App Credentials" (not needed in Socket Mode)
+  STAFF_CHANNEL_ID      the private triage channel's id (C...), with the bot invited
+  MANAGER_CHANNEL_ID    the channel for SLA alerts (C...)
+
+Create the app from app_manifest.yml (see README.md), then export those variables or put them
+in a .env file. To see ticketbot work without any Slack workspace, run:
+
+  python -m bot demo
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", description="ticketbot: a Slack support desk"
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser(
+        "serve", help="serve Slack (HTTP mode, or Socket Mode with SLACK_APP_TOKEN)"
+    )
+    demo = commands.add_parser(
+        "demo", help="play a support story against a local stand-in for Slack"
+    )
+    demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    commands.add_parser("migrate", help="apply database migrations and exit")
+    commands.add_parser("scheduler", help="run only the SLA scheduler")
+    commands.add_parser("check", help="validate configuration and reach Slack and the database")
+    roles = commands.add_parser("roles", help="list or set user roles")
+    role_commands = roles.add_subparsers(dest="roles_command", required=True)
+    role_commands.add_parser("list", help="list staff and their roles")
+    role_set = role_commands.add_parser("set", help="set a user's role")
+    role_set.add_argument("slack_user_id")
+    role_set.add_argument("role", choices=["customer", "corporate", "agent", "manager", "admin"])
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
+    configure_logging(
+        json_lines=settings.log_json,
+        level=settings.log_level,
+        secrets=tuple(
+            s.get_secret_value()
+            for s in (
+                settings.slack_bot_token,
+                settings.slack_signing_secret,
+                settings.slack_app_token,
+            )
+            if s is not None
+        ),
+    )
+    command = args.command or "serve"
+    if command == "demo":
+        from bot.demo import run_demo
+
+        return asyncio.run(run_demo(quiet=args.quiet))
+    if command == "migrate":
+        from migrations import run_migrations
+
+        asyncio.run(run_migrations(settings.database_url))
+        print("database is up to date")
+        return 0
+    if command == "scheduler":
+        from bot.scheduler import run_scheduler_forever
+        from core.context import Core
+
+        asyncio.run(run_scheduler_forever(Core.from_settings(settings), settings))
+        return 0
+    if command == "roles":
+        from bot.cli import roles_command
+
+        return asyncio.run(roles_command(settings, args))
+    if command == "check":
+        from bot.cli import check_command
+
+        return asyncio.run(check_command(settings))
+    return serve(settings)
+
+
+def serve(settings: BotSettings) -> int:
+    missing = settings.missing_for_serving()
+    if missing:
+        print(NO_CREDENTIALS.format(missing=", ".join(missing)), file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(settings))
+
+
+async def _serve(settings: BotSettings) -> int:
+    from bot.app import BotServer, StartupError
+
+    server = BotServer(settings)
+    try:
+        await server.start()
+    except StartupError as error:
+        print(f"ticketbot did not start: {error}", file=sys.stderr)
+        await server.stop()
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    socket_handler = None
+    if settings.socket_mode and server.app is not None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        assert settings.slack_app_token is not None
+        socket_handler = AsyncSocketModeHandler(
+            server.app, settings.slack_app_token.get_secret_value()
+        )
+        await socket_handler.connect_async()
+    print(f"ticketbot is serving on {server.base_url}", file=sys.stderr)
+    await stop.wait()
+    if socket_handler is not None:
+        await socket_handler.close_async()
+    await server.stop()
+    await server.core.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""The app factory and the HTTP server: bolt listeners on POST /slack/events, health checks,
+the outbox worker and the SLA scheduler, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+
+from bot.delivery import OutboxWorker
+from bot.errors import user_message
+from bot.listeners import register_listeners
+from bot.listeners.common import tell_user
+from bot.listeners.registry import Registry
+from bot.runtime import Runtime, build_runtime
+from bot.settings import BotSettings
+from core import outbox
+from core.clock import Clock
+from core.context import Core
+from core.errors import DomainError
+from migrations import run_migrations
+
+log = logging.getLogger("bot.app")
+
+
+class StartupError(Exception):
+    """The bot must not start; the message says why in plain words."""
+
+
+def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Registry]:
+    """A bolt AsyncApp with the actor middleware, every listener and the error handler."""
+    app = AsyncApp(
+        token=settings.bot_token,
+        signing_secret=settings.signing_secret if settings.slack_signing_secret else None,
+        client=runtime.client,
+        request_verification_enabled=not settings.socket_mode,
+        logger=logging.getLogger("bot.bolt"),
+    )
+
+    @app.middleware
+    async def resolve_actor(
+        context: AsyncBoltContext, body: dict[str, Any], next: Any
+    ) -> BoltResponse | None:
+        """Put the acting core user into `context["actor"]` for commands and interactions."""
+        if body.get("type") == "event_callback" or body.get("event") or not context.user_id:
+            return await next()  # type: ignore[no-any-return]
+        try:
+            context["actor"] = await runtime.identity.resolve(context.user_id)
+        except DomainError as error:
+            if context.ack is not None:
+                await context.ack()
+            await _tell(runtime, context, user_message(error))
+            return BoltResponse(status=200, body="")
+        return await next()  # type: ignore[no-any-return]
+
+    async def on_error(error: Exception, context: AsyncBoltContext | None) -> None:
+        """One place where failures become messages: domain errors with their code, anything
+        else logged with its traceback and answered with a generic text."""
+        user = context.user_id if context is not None else None
+        if isinstance(error, DomainError):
+            log.info("request refused", extra={"code": error.code.value, "user": user})
+        else:
+            log.error("listener failed", exc_info=error)
+        if context is not None:
+            await _tell(runtime, context, user_message(error))
+
+    runtime.error_handler = on_error
+
+    @app.error
+    async def on_bolt_error(error: Exception, context: AsyncBoltContext) -> None:
+        await on_error(error, context)
+
+    registry = register_listeners(app, runtime)
+    return app, registry
+
+
+async def _tell(runtime: Runtime, context: AsyncBoltContext, text: str) -> None:
+    try:
+        if context.respond is not None and context.response_url:
+            await context.respond(text=text, response_type="ephemeral", replace_original=False)
+            return
+    except Exception:
+        log.warning("respond failed; falling back to a direct message")
+    if context.user_id:
+        await tell_user(runtime, user_id=context.user_id, text=text, channel_id=None)
+
+
+class BotServer:
+    """The running bot: HTTP endpoint, outbox worker and optional scheduler.
+
+    Tests and the demo start it exactly as production does, only on a loopback port."""
+
+    def __init__(
+        self,
+        settings: BotSettings,
+        *,
+        core: Core | None = None,
+        clock: Clock | None = None,
+        run_worker: bool = True,
+        run_scheduler: bool | None = None,
+        migrate: bool = True,
+    ) -> None:
+        self.settings = settings
+        if core is None:
+            core = Core.from_settings(settings, clock)
+        self.core = core
+        self.runtime: Runtime | None = None
+        self.app: AsyncApp | None = None
+        self.registry: Registry | None = None
+        self.worker: OutboxWorker | None = None
+        self.run_worker = run_worker
+        self.run_scheduler = settings.run_scheduler if run_scheduler is None else run_scheduler
+        self.migrate = migrate
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._scheduler: Any = None
+        self.base_url = ""
+        self.team_id: str | None = None
+
+    async def check_slack(self, runtime: Runtime) -> None:
+        """auth.test, then the staff channel must exist, be private and have the bot in it."""
+        try:
+            auth = await runtime.client.auth_test()
+        except SlackApiError as error:
+            raise StartupError(
+                f"Slack refused the bot token (auth.test: {error.response.get('error')}). "
+                "Check SLACK_BOT_TOKEN."
+            ) from None
+        self.team_id = auth.get("team_id")
+        runtime.identity.team_id = self.team_id
+        channel = self.settings.staff_channel_id
+        try:
+            info = await runtime.client.conversations_info(channel=channel)
+        except SlackApiError as error:
+            raise StartupError(
+                f"STAFF_CHANNEL_ID {channel}: conversations.info failed "
+                f"({error.response.get('error')}). Invite the bot to the private staff channel."
+            ) from None
+        if not info["channel"].get("is_private"):
+            raise StartupError(
+                f"STAFF_CHANNEL_ID {channel} is a public channel. Internal notes are posted "
+                "there, so it must be private: use a private channel and invite the bot."
+            )
+
+    async def start(self) -> str:
+        """Migrate, check Slack, start serving; returns the base URL."""
+        missing = self.settings.missing_for_serving()
+        if missing:
+            raise StartupError("Missing settings: " + ", ".join(missing))
+        if self.migrate:
+            await run_migrations(self.settings.database_url)
+        runtime = build_runtime(self.settings, core=self.core)
+        self.runtime = runtime
+        await self.check_slack(runtime)
+        self.app, self.registry = build_app(self.settings, runtime)
+        web_app = web.Application()
+        web_app.router.add_post("/slack/events", self._handle_slack)
+        web_app.router.add_get("/healthz", self._healthz)
+        web_app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(web_app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
+        self.base_url = f"http://{host}:{port}"
+        if self.run_worker:
+            self.worker = OutboxWorker(runtime)
+            self._tasks.append(asyncio.create_task(self.worker.run_forever()))
+        if self.run_scheduler:
+            from bot.scheduler import build_scheduler
+
+            self._scheduler = build_scheduler(
+                self.core,
+                interval_seconds=self.settings.sla_scan_interval_seconds,
+                on_alerts=runtime.wake_outbox,
+            )
+            self._scheduler.start()
+        log.info("ticketbot serving", extra={"url": self.base_url})
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if self.worker is not None:
+            self.worker.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.runtime is not None:
+            await self.runtime.client.session.close() if getattr(
+                self.runtime.client, "session", None
+            ) else None
+
+    async def _handle_slack(self, request: web.Request) -> web.Response:
+        assert self.app is not None
+        bolt_request = await to_bolt_request(request)
+        bolt_response = await self.app.async_dispatch(bolt_request)
+        return await to_aiohttp_response(bolt_response)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        problems: dict[str, str] = {}
+        try:
+            pending = await outbox.backlog(self.core)
+            if pending > self.settings.readiness_max_backlog:
+                problems["outbox"] = f"{pending} messages waiting"
+        except Exception as error:
+            problems["database"] = type(error).__name__
+        status = 200 if not problems else 503
+        return web.json_response(
+            {"status": "ok" if not problems else "unready", **problems}, status=status
+        )

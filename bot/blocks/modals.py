@@ -1,0 +1,308 @@
+"""Modals: create a ticket, reply or note, change status, assign, edit a reply, read long text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.blocks import labels
+from bot.blocks.kit import (
+    PRIVATE_METADATA,
+    SECTION_TEXT,
+    SELECT_OPTIONS,
+    VIEW_BLOCKS,
+    VIEW_TITLE,
+    Json,
+    clip_blocks,
+    context,
+    input_block,
+    option,
+    plain_text,
+    section,
+)
+from bot.blocks.text import escape, is_slack_user_id, plain, single_line, split_text, truncate
+from bot.ids import Action, Block, Callback, Visibility
+from bot.payloads import (
+    CreateTicketPayload,
+    EditReplyPayload,
+    ReplyModalPayload,
+    TicketRefPayload,
+)
+from core.enums import Priority, Status
+from core.validation import BODY_MAX, REASON_MAX, TITLE_MAX
+from core.views import CategoryView, ReplyView, TicketView
+
+# Long text split over sections leaves room for Slack counting some characters twice.
+CHUNK = SECTION_TEXT - 100
+
+
+def _modal(
+    *,
+    title: str,
+    blocks: list[Json],
+    callback_id: str | None = None,
+    submit: str | None = None,
+    close: str = "Cancel",
+    private_metadata: str | None = None,
+) -> Json:
+    view: Json = {
+        "type": "modal",
+        "title": plain_text(title, limit=VIEW_TITLE),
+        "close": plain_text(close, limit=VIEW_TITLE),
+        "blocks": clip_blocks(blocks, VIEW_BLOCKS, note="…more not shown."),
+    }
+    if callback_id is not None:
+        view["callback_id"] = callback_id
+    if submit is not None:
+        view["submit"] = plain_text(submit, limit=VIEW_TITLE)
+    if private_metadata is not None:
+        if len(private_metadata) > PRIVATE_METADATA:
+            raise ValueError("private_metadata too long")
+        view["private_metadata"] = private_metadata
+    return view
+
+
+def _text_input(
+    action_id: str, *, max_length: int, multiline: bool = False, initial: str = ""
+) -> Json:
+    element: Json = {"type": "plain_text_input", "action_id": action_id, "max_length": max_length}
+    if multiline:
+        element["multiline"] = True
+    initial = plain(initial).strip() if multiline else single_line(initial)
+    if initial:
+        # An initial value longer than max_length would be refused by Slack.
+        element["initial_value"] = truncate(initial, max_length)
+    return element
+
+
+PRIORITY_OPTIONS: dict[Priority, Json] = {
+    level: option(labels.priority_text(level), level.value) for level in Priority
+}
+
+
+def create_ticket_modal(
+    *,
+    categories: Sequence[CategoryView],
+    title: str = "",
+    description: str = "",
+    staff: bool,
+    metadata: CreateTicketPayload,
+    customer_slack_id: str | None = None,
+) -> Json:
+    """The 'New ticket' modal; staff also pick the customer (empty: themselves)."""
+    blocks: list[Json] = [
+        input_block(
+            block_id=Block.TITLE,
+            label="Title",
+            element=_text_input(Action.TITLE, max_length=TITLE_MAX, initial=title),
+        ),
+        input_block(
+            block_id=Block.DESCRIPTION,
+            label="Description",
+            element=_text_input(
+                Action.DESCRIPTION, max_length=BODY_MAX, multiline=True, initial=description
+            ),
+            optional=True,
+            hint="What happened, what you expected, and anything you already tried.",
+        ),
+        input_block(
+            block_id=Block.PRIORITY,
+            label="Priority",
+            element={
+                "type": "static_select",
+                "action_id": Action.PRIORITY,
+                "options": list(PRIORITY_OPTIONS.values()),
+                "initial_option": PRIORITY_OPTIONS[Priority.MEDIUM],
+            },
+        ),
+    ]
+    active = [c for c in categories if c.is_active][:SELECT_OPTIONS]
+    if active:
+        blocks.append(
+            input_block(
+                block_id=Block.CATEGORY,
+                label="Category",
+                element={
+                    "type": "static_select",
+                    "action_id": Action.CATEGORY,
+                    "placeholder": plain_text("Choose a category"),
+                    "options": [option(c.name or f"Category {c.id}", str(c.id)) for c in active],
+                },
+                optional=True,
+            )
+        )
+    if staff:
+        element: Json = {
+            "type": "users_select",
+            "action_id": Action.CUSTOMER,
+            "placeholder": plain_text("Pick the customer"),
+        }
+        if customer_slack_id and is_slack_user_id(customer_slack_id):
+            element["initial_user"] = customer_slack_id
+        blocks.append(
+            input_block(
+                block_id=Block.CUSTOMER,
+                label="Customer",
+                element=element,
+                optional=True,
+                hint="Leave empty to open the ticket for yourself.",
+            )
+        )
+    return _modal(
+        title="New ticket",
+        submit="Open ticket",
+        callback_id=Callback.CREATE_TICKET,
+        private_metadata=metadata.dump(),
+        blocks=blocks,
+    )
+
+
+VISIBILITY_OPTIONS: dict[Visibility, Json] = {
+    Visibility.INTERNAL: option(
+        "Internal note — staff only",
+        Visibility.INTERNAL.value,
+        description="Never shown to the customer.",
+    ),
+    Visibility.PUBLIC: option(
+        "Reply to customer",
+        Visibility.PUBLIC.value,
+        description="Sent to the customer's conversation with the bot.",
+    ),
+}
+
+
+def reply_modal(ticket: TicketView, *, staff: bool, internal_default: bool = True) -> Json:
+    """Reply modal; staff choose internal note or reply to customer, internal preselected."""
+    blocks: list[Json] = [section(labels.ref(ticket))]
+    blocks.append(
+        input_block(
+            block_id=Block.BODY,
+            label="Message",
+            element=_text_input(Action.BODY, max_length=BODY_MAX, multiline=True),
+        )
+    )
+    if staff:
+        initial = Visibility.INTERNAL if internal_default else Visibility.PUBLIC
+        blocks.append(
+            input_block(
+                block_id=Block.VISIBILITY,
+                label="Who sees it",
+                element={
+                    "type": "radio_buttons",
+                    "action_id": Action.VISIBILITY,
+                    "options": list(VISIBILITY_OPTIONS.values()),
+                    "initial_option": VISIBILITY_OPTIONS[initial],
+                },
+            )
+        )
+    metadata = ReplyModalPayload(ticket_id=ticket.id, internal_default=internal_default)
+    return _modal(
+        title=truncate(f"Ticket #{ticket.number}" if staff else f"Reply to #{ticket.number}", 24),
+        submit="Send",
+        callback_id=Callback.REPLY,
+        private_metadata=metadata.dump(),
+        blocks=blocks,
+    )
+
+
+def status_modal(ticket: TicketView, *, allowed: Sequence[Status]) -> Json:
+    """Change-status modal offering the `allowed` statuses and an optional, public reason."""
+    metadata = TicketRefPayload(ticket_id=ticket.id).dump()
+    current = f"Now: *{labels.status_label(ticket.status)}*"
+    blocks: list[Json] = [section(f"{labels.ref(ticket)}\n{current}")]
+    choices = [s for s in dict.fromkeys(allowed) if s is not ticket.status]
+    if not choices:
+        blocks.append(context("No status change is possible from here."))
+        return _modal(title=f"Status #{ticket.number}", close="Close", blocks=blocks)
+    blocks.append(
+        input_block(
+            block_id=Block.STATUS,
+            label="New status",
+            element={
+                "type": "static_select",
+                "action_id": Action.STATUS,
+                "placeholder": plain_text("Choose a status"),
+                "options": [option(labels.status_label(s), s.value) for s in choices],
+            },
+        )
+    )
+    blocks.append(
+        input_block(
+            block_id=Block.REASON,
+            label="Reason (the customer sees it)",
+            element=_text_input(Action.REASON, max_length=REASON_MAX, multiline=True),
+            optional=True,
+            hint="Required when closing.",
+        )
+    )
+    return _modal(
+        title=truncate(f"Status of #{ticket.number}", VIEW_TITLE),
+        submit="Change status",
+        callback_id=Callback.STATUS,
+        private_metadata=metadata,
+        blocks=blocks,
+    )
+
+
+def assign_modal(ticket: TicketView) -> Json:
+    """Assign modal: a user picker preset to the current assignee."""
+    element: Json = {
+        "type": "users_select",
+        "action_id": Action.ASSIGNEE,
+        "placeholder": plain_text("Pick a staff member"),
+    }
+    if ticket.assignee is not None and is_slack_user_id(ticket.assignee.slack_user_id):
+        element["initial_user"] = ticket.assignee.slack_user_id
+    blocks = [
+        section(f"{labels.ref(ticket)}\nAssigned to {labels.person(ticket.assignee)}"),
+        input_block(block_id=Block.ASSIGNEE, label="Assignee", element=element),
+    ]
+    return _modal(
+        title=truncate(f"Assign #{ticket.number}", VIEW_TITLE),
+        submit="Assign",
+        callback_id=Callback.ASSIGN,
+        private_metadata=TicketRefPayload(ticket_id=ticket.id).dump(),
+        blocks=blocks,
+    )
+
+
+def edit_reply_modal(reply: ReplyView) -> Json:
+    """Edit a reply or note; says which it is, since that cannot be changed."""
+    if reply.is_internal:
+        kind = ":lock: *Internal note* — staff only. It stays internal."
+    else:
+        kind = ":speech_balloon: *Reply to the customer* — the customer sees the edit."
+    blocks = [
+        context(kind),
+        input_block(
+            block_id=Block.BODY,
+            label="Message",
+            element=_text_input(
+                Action.BODY, max_length=BODY_MAX, multiline=True, initial=reply.body
+            ),
+        ),
+    ]
+    return _modal(
+        title="Edit note" if reply.is_internal else "Edit reply",
+        submit="Save",
+        callback_id=Callback.EDIT_REPLY,
+        private_metadata=EditReplyPayload(reply_id=reply.id).dump(),
+        blocks=blocks,
+    )
+
+
+def long_text_blocks(text: str, *, max_blocks: int = VIEW_BLOCKS) -> list[Json]:
+    """User text escaped and split over as many sections as needed (at most `max_blocks`)."""
+    chunks = split_text(escape(text).strip(), CHUNK) or ["_(empty)_"]
+    if len(chunks) > max_blocks:
+        chunks = chunks[: max_blocks - 1]
+        chunks.append("_… the rest is too long to show here._")
+    return [section(chunk) for chunk in chunks]
+
+
+def message_view(title: str, blocks: Sequence[Json]) -> Json:
+    """A read-only modal (no submit) for long text, e.g. 'read the rest' of a ticket."""
+    return _modal(
+        title=truncate(single_line(title), VIEW_TITLE) or "Details",
+        close="Close",
+        blocks=list(blocks) or [section("_Nothing to show._")],
+    )

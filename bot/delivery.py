@@ -1,0 +1,457 @@
+"""The outbox worker: turns committed outbox messages into Slack calls.
+
+It claims messages (per-thread order, leases shared through the database by every replica),
+renders them from the current state of the desk, and retries failures with backoff, honouring
+429 Retry-After. Every post carries the outbox id in message metadata: before posting again
+after an attempt whose outcome is unknown (a crash, a time-out), the worker looks for that id in
+the conversation, so a message is never sent twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+
+from bot.blocks import cards, messages
+from bot.ids import EVENT_METADATA_TYPE
+from bot.runtime import Runtime
+from core import chat, outbox, replies, tickets, users
+from core.chat import ChatRef
+from core.enums import Audience, Status
+from core.errors import Unavailable
+from core.outbox import ClaimedMessage, OutboxKind
+
+log = logging.getLogger("bot.delivery")
+
+# Slack errors that will not go away by retrying the same call.
+PERMANENT_ERRORS = frozenset(
+    {
+        "message_not_found",
+        "cant_update_message",
+        "cant_delete_message",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "no_text",
+        "user_not_found",
+        "cannot_dm_bot",
+        "is_archived",
+        "edit_window_closed",
+    }
+)
+# Slack errors that operators fix (scopes, membership, token): retried for hours, not forever.
+CONFIGURATION_ERRORS = frozenset(
+    {
+        "not_in_channel",
+        "channel_not_found",
+        "missing_scope",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+    }
+)
+
+
+class PermanentFailure(Exception):
+    """Delivery cannot succeed; record it and move on."""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    result: dict[str, Any]
+    thread: tuple[Any, Audience, ChatRef] | None = None
+    copy: tuple[int, ChatRef] | None = None
+
+
+class OutboxWorker:
+    """Claims and delivers outbox messages; `run_once` is one pass, `run_forever` the loop."""
+
+    def __init__(self, runtime: Runtime, *, worker_id: str | None = None, batch: int = 20) -> None:
+        self.runtime = runtime
+        self.core = runtime.core
+        self.client = runtime.client
+        self.settings = runtime.settings
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.batch = batch
+        self._stopping = asyncio.Event()
+        self.delivered = 0
+        self.retried = 0
+        self.failed = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.runtime.wake_outbox()
+
+    async def run_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                handled = await self.run_once()
+            except Exception:  # a broken pass must not stop delivery for good
+                log.exception("outbox pass failed")
+                handled = 0
+            if handled:
+                continue
+            self.runtime.outbox_wake.clear()
+            try:
+                await asyncio.wait_for(
+                    self.runtime.outbox_wake.wait(), timeout=self.settings.outbox_poll_seconds
+                )
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> int:
+        """Claim one batch and deliver it; returns how many messages were handled."""
+        try:
+            claimed = await outbox.claim_batch(
+                self.core, worker_id=self.worker_id, limit=self.batch
+            )
+        except Unavailable:
+            log.warning("outbox claim: database unavailable")
+            return 0
+        if not claimed:
+            return 0
+        semaphore = asyncio.Semaphore(4)
+
+        async def guarded(message: ClaimedMessage) -> None:
+            async with semaphore:
+                await self._attempt(message)
+
+        await asyncio.gather(*(guarded(m) for m in claimed))
+        return len(claimed)
+
+    async def drain(self, *, max_passes: int = 200) -> None:
+        """Deliver until nothing is due (tests and the demo)."""
+        for _ in range(max_passes):
+            if not await self.run_once():
+                return
+
+    async def _attempt(self, message: ClaimedMessage) -> None:
+        try:
+            outcome = await self._deliver(message)
+        except SlackApiError as error:
+            await self._handle_slack_error(message, error)
+        except PermanentFailure as error:
+            await self._fail(message, str(error))
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            await self._retry(message, f"network: {type(error).__name__}", None)
+        except Unavailable:
+            await self._retry(message, "database unavailable", None)
+        except Exception as error:
+            log.exception("outbox delivery crashed", extra={"outbox_id": message.id})
+            await self._retry(message, f"bug: {type(error).__name__}: {error}", None)
+        else:
+            await outbox.mark_delivered(
+                self.core,
+                message_id=message.id,
+                worker_id=self.worker_id,
+                result=outcome.result,
+                thread=outcome.thread,
+                copy=outcome.copy,
+            )
+            self.delivered += 1
+
+    async def _handle_slack_error(self, message: ClaimedMessage, error: SlackApiError) -> None:
+        response = error.response
+        status = getattr(response, "status_code", 200)
+        code = str(response.get("error", "")) if response is not None else ""
+        if status == 429 or code == "ratelimited":
+            headers = getattr(response, "headers", {}) or {}
+            retry_after = _retry_after(headers)
+            log.info(
+                "slack rate limited",
+                extra={"outbox_id": message.id, "retry_after": retry_after},
+            )
+            await self._retry(message, "429 rate limited", timedelta(seconds=retry_after))
+        elif status >= 500 or code in ("internal_error", "fatal_error", "service_unavailable"):
+            await self._retry(message, f"slack {status} {code}", None)
+        elif code in PERMANENT_ERRORS:
+            await self._fail(message, f"slack error {code}")
+        else:
+            if code in CONFIGURATION_ERRORS:
+                log.error(
+                    "slack refused a delivery: check the app's configuration",
+                    extra={"outbox_id": message.id, "error": code},
+                )
+            await self._retry(message, f"slack error {code}", None)
+
+    async def _retry(self, message: ClaimedMessage, error: str, delay: timedelta | None) -> None:
+        if message.attempts >= self.settings.outbox_max_attempts:
+            await self._fail(message, f"gave up after {message.attempts} attempts: {error}")
+            return
+        if delay is None:
+            delay = timedelta(seconds=min(900, 2 ** min(message.attempts, 10)))
+        self.retried += 1
+        await outbox.mark_retry(
+            self.core, message_id=message.id, worker_id=self.worker_id, error=error, delay=delay
+        )
+
+    async def _fail(self, message: ClaimedMessage, error: str) -> None:
+        self.failed += 1
+        log.error(
+            "outbox message failed for good",
+            extra={"outbox_id": message.id, "kind": message.kind.value, "error": error},
+        )
+        await outbox.mark_failed(
+            self.core, message_id=message.id, worker_id=self.worker_id, error=error
+        )
+
+    # ---------------------------------------------------------------- rendering and sending
+
+    async def _deliver(self, message: ClaimedMessage) -> Delivered:
+        handler = {
+            OutboxKind.STAFF_CARD_CREATE: self._staff_card_create,
+            OutboxKind.STAFF_CARD_REFRESH: self._staff_card_refresh,
+            OutboxKind.STAFF_THREAD_POST: self._thread_post,
+            OutboxKind.CUSTOMER_THREAD_CREATE: self._customer_thread_create,
+            OutboxKind.CUSTOMER_THREAD_POST: self._thread_post,
+            OutboxKind.REPLY_COPIES_UPDATE: self._reply_copies,
+            OutboxKind.REPLY_COPIES_DELETE: self._reply_copies,
+            OutboxKind.MANAGER_ALERT: self._manager_alert,
+            OutboxKind.ASSIGNEE_DM: self._assignee_dm,
+        }[message.kind]
+        return await handler(message)
+
+    async def _ticket(self, message: ClaimedMessage) -> Any:
+        if message.ticket_id is None:
+            raise PermanentFailure("message has no ticket")
+        ticket = await tickets.ticket_snapshot(self.core, ticket_id=message.ticket_id)
+        if ticket is None:
+            raise PermanentFailure("ticket no longer exists")
+        return ticket
+
+    async def _post(
+        self,
+        message: ClaimedMessage,
+        *,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]],
+        thread_ts: str | None = None,
+    ) -> ChatRef:
+        """chat.postMessage, unless an earlier attempt of this outbox message already posted."""
+        if message.attempts > 1:
+            earlier = await self._find_posted(message, channel=channel, thread_ts=thread_ts)
+            if earlier is not None:
+                log.info("outbox message was already posted", extra={"outbox_id": message.id})
+                return earlier
+        response = await self.client.chat_postMessage(
+            channel=channel,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread_ts,
+            unfurl_links=False,
+            unfurl_media=False,
+            metadata={
+                "event_type": EVENT_METADATA_TYPE,
+                "event_payload": {"outbox_id": message.id},
+            },
+        )
+        return ChatRef(channel_id=str(response["channel"]), ts=str(response["ts"]))
+
+    async def _find_posted(
+        self, message: ClaimedMessage, *, channel: str, thread_ts: str | None
+    ) -> ChatRef | None:
+        if thread_ts is not None:
+            response = await self.client.conversations_replies(
+                channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
+            )
+        else:
+            response = await self.client.conversations_history(
+                channel=channel, include_all_metadata=True, limit=200
+            )
+        for item in response.get("messages", []) or []:
+            metadata = item.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if (
+                metadata.get("event_type") == EVENT_METADATA_TYPE
+                and payload.get("outbox_id") == message.id
+            ):
+                return ChatRef(channel_id=channel, ts=str(item["ts"]))
+        return None
+
+    async def _staff_card_create(self, message: ClaimedMessage) -> Delivered:
+        ticket = await self._ticket(message)
+        channel = self._staff_channel()
+        text = cards.ticket_card_text(ticket)
+        blocks = cards.ticket_card(ticket, now=self.core.clock.now())
+        ref = await self._post(message, channel=channel, text=text, blocks=blocks)
+        return Delivered({"ts": ref.ts}, thread=(ticket.id, Audience.STAFF, ref))
+
+    async def _staff_card_refresh(self, message: ClaimedMessage) -> Delivered:
+        ticket = await self._ticket(message)
+        thread = await chat.thread_of(self.core, ticket_id=ticket.id, audience=Audience.STAFF)
+        if thread is None:
+            return Delivered({"skipped": "no staff card"})
+        await self.client.chat_update(
+            channel=thread.channel_id,
+            ts=thread.ts,
+            text=cards.ticket_card_text(ticket),
+            blocks=cards.ticket_card(ticket, now=self.core.clock.now()),
+        )
+        return Delivered({"updated": thread.ts})
+
+    async def _customer_thread_create(self, message: ClaimedMessage) -> Delivered:
+        ticket = await self._ticket(message)
+        channel = await self._dm_channel(ticket.customer.slack_user_id)
+        text, blocks = messages.customer_confirmation(ticket)
+        ref = await self._post(message, channel=channel, text=text, blocks=blocks)
+        return Delivered({"ts": ref.ts}, thread=(ticket.id, Audience.CUSTOMER, ref))
+
+    async def _thread_post(self, message: ClaimedMessage) -> Delivered:
+        audience = (
+            Audience.CUSTOMER if message.kind is OutboxKind.CUSTOMER_THREAD_POST else Audience.STAFF
+        )
+        ticket = await self._ticket(message)
+        thread = await chat.thread_of(self.core, ticket_id=ticket.id, audience=audience)
+        if thread is None:
+            raise PermanentFailure(f"no {audience.value} thread for ticket #{ticket.number}")
+        payload = message.payload
+        if payload.get("event") == "reply":
+            reply_id = int(payload["reply_id"])
+            reply = await replies.reply_for_audience(
+                self.core, reply_id=reply_id, audience=audience
+            )
+            if reply is None:
+                raise PermanentFailure("reply is not visible to this audience")
+            if audience is Audience.CUSTOMER:
+                if reply.is_internal:  # defence in depth: the core already refused
+                    raise PermanentFailure("refused to send an internal note to a customer")
+                text, blocks = messages.customer_relay(reply, ticket)
+            else:
+                text, blocks = messages.staff_relay(reply, ticket)
+            ref = await self._post(
+                message, channel=thread.channel_id, text=text, blocks=blocks, thread_ts=thread.ts
+            )
+            return Delivered({"ts": ref.ts}, copy=(reply_id, ref))
+        if payload.get("event") == "status_changed":
+            text, blocks = messages.status_notice(
+                ticket,
+                previous=Status(payload["previous"]),
+                status=Status(payload["status"]),
+                reason=payload.get("reason"),
+                for_customer=audience is Audience.CUSTOMER,
+            )
+            ref = await self._post(
+                message, channel=thread.channel_id, text=text, blocks=blocks, thread_ts=thread.ts
+            )
+            return Delivered({"ts": ref.ts})
+        raise PermanentFailure(f"unknown thread event {payload.get('event')!r}")
+
+    async def _reply_copies(self, message: ClaimedMessage) -> Delivered:
+        audience = Audience(message.payload["audience"])
+        reply_id = int(message.payload["reply_id"])
+        ticket = await self._ticket(message)
+        thread = await chat.thread_of(self.core, ticket_id=ticket.id, audience=audience)
+        if thread is None:
+            return Delivered({"skipped": "no thread"})
+        links = [
+            link
+            for link in await chat.messages_of_reply(self.core, reply_id=reply_id)
+            if link.is_copy and link.channel_id == thread.channel_id
+        ]
+        if message.kind is OutboxKind.REPLY_COPIES_DELETE:
+            for link in links:
+                await self._ignore_missing(
+                    self.client.chat_delete(channel=link.channel_id, ts=link.ts)
+                )
+            return Delivered({"deleted": len(links)})
+        reply = await replies.reply_for_audience(self.core, reply_id=reply_id, audience=audience)
+        if reply is None:
+            return Delivered({"skipped": "reply not visible"})
+        if audience is Audience.CUSTOMER:
+            text, blocks = messages.customer_relay(reply, ticket)
+        else:
+            text, blocks = messages.staff_relay(reply, ticket)
+        for link in links:
+            await self._ignore_missing(
+                self.client.chat_update(
+                    channel=link.channel_id, ts=link.ts, text=text, blocks=blocks
+                )
+            )
+        return Delivered({"updated": len(links)})
+
+    async def _manager_alert(self, message: ClaimedMessage) -> Delivered:
+        ticket = await self._ticket(message)
+        channel = self.settings.manager_channel_id
+        if not channel:
+            raise PermanentFailure("MANAGER_CHANNEL_ID is not set")
+        permalink = None
+        thread = await chat.thread_of(self.core, ticket_id=ticket.id, audience=Audience.STAFF)
+        if thread is not None:
+            try:
+                link = await self.client.chat_getPermalink(
+                    channel=thread.channel_id, message_ts=thread.ts
+                )
+                permalink = link.get("permalink")
+            except SlackApiError:
+                permalink = None
+        started = ticket.created_at
+        waited = self.core.clock.now() - started
+        if "waited_seconds" in message.payload:
+            waited = timedelta(seconds=float(message.payload["waited_seconds"]))
+        text, blocks = messages.manager_alert(
+            ticket,
+            threshold=str(message.payload.get("threshold", "breach")),
+            waited=waited,
+            permalink=permalink,
+        )
+        ref = await self._post(message, channel=channel, text=text, blocks=blocks)
+        return Delivered({"ts": ref.ts})
+
+    async def _assignee_dm(self, message: ClaimedMessage) -> Delivered:
+        ticket = await self._ticket(message)
+        assignee = await users.get_user(self.core, user_id=int(message.payload["assignee_id"]))
+        if assignee is None or not assignee.is_active:
+            return Delivered({"skipped": "assignee gone"})
+        by_name = None
+        if message.payload.get("assigned_by_id"):
+            by = await users.get_user(self.core, user_id=int(message.payload["assigned_by_id"]))
+            by_name = by.display_name if by else None
+        channel = await self._dm_channel(assignee.slack_user_id)
+        text, blocks = messages.assignee_notice(
+            ticket, by_name=by_name, reason=str(message.payload.get("event", "assigned"))
+        )
+        ref = await self._post(message, channel=channel, text=text, blocks=blocks)
+        return Delivered({"ts": ref.ts})
+
+    # ---------------------------------------------------------------- helpers
+
+    def _staff_channel(self) -> str:
+        channel = self.settings.staff_channel_id
+        if not channel:
+            raise PermanentFailure("STAFF_CHANNEL_ID is not set")
+        return channel
+
+    async def _dm_channel(self, slack_user_id: str) -> str:
+        response = await self.client.conversations_open(users=slack_user_id)
+        return str(response["channel"]["id"])
+
+    async def _ignore_missing(self, call: Any) -> None:
+        try:
+            await call
+        except SlackApiError as error:
+            code = error.response.get("error") if error.response is not None else None
+            if code not in ("message_not_found", "cant_update_message", "cant_delete_message"):
+                raise
+
+
+def _retry_after(headers: Any) -> float:
+    value = None
+    for key in ("Retry-After", "retry-after"):
+        if key in headers:
+            value = headers[key]
+            break
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        return max(1.0, float(value)) if value is not None else 30.0
+    except (TypeError, ValueError):
+        return 30.0

@@ -1,0 +1,97 @@
+"""Slack user id -> core user: provisioned from users.info on first contact, cached briefly.
+
+Roles are not trusted from the cache for decisions: the core reloads the actor in every
+transaction. The cache only spares a users.info call per request, and is dropped for a user
+whose role or profile this process changes; other replicas see the change within the TTL."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from core import users
+from core.context import Core
+from core.errors import Forbidden, Unavailable
+from core.views import UserView
+
+log = logging.getLogger("bot.identity")
+
+
+@dataclass
+class _Entry:
+    user: UserView
+    expires: float
+
+
+class IdentityResolver:
+    """Resolves and provisions users; refuses bots, deleted users and other workspaces."""
+
+    def __init__(
+        self,
+        core: Core,
+        client: AsyncWebClient,
+        *,
+        admin_ids: list[str],
+        ttl_seconds: float,
+        team_id: str | None = None,
+    ) -> None:
+        self.core = core
+        self.client = client
+        self.admin_ids = frozenset(admin_ids)
+        self.ttl = ttl_seconds
+        self.team_id = team_id
+        self._cache: dict[str, _Entry] = {}
+
+    def invalidate(self, slack_user_id: str) -> None:
+        self._cache.pop(slack_user_id, None)
+
+    async def resolve(self, slack_user_id: str) -> UserView:
+        """The active core user behind a Slack id, or Forbidden with a reason fit to show."""
+        entry = self._cache.get(slack_user_id)
+        if entry is not None and entry.expires > time.monotonic():
+            user = entry.user
+        else:
+            user = await self._provision(slack_user_id)
+            self._cache[slack_user_id] = _Entry(user, time.monotonic() + self.ttl)
+        if not user.is_active:
+            raise Forbidden("Your account is not active in the support desk.")
+        return user
+
+    async def _provision(self, slack_user_id: str) -> UserView:
+        try:
+            response = await self.client.users_info(user=slack_user_id)
+        except SlackApiError as error:
+            code = error.response.get("error") if error.response is not None else None
+            if code in ("user_not_found", "user_not_visible"):
+                raise Forbidden("Your Slack account could not be found.") from None
+            log.warning("users.info failed", extra={"error": code})
+            raise Unavailable(
+                "Slack could not tell who you are just now; please try again."
+            ) from None
+        profile = response["user"]
+        if profile.get("is_bot") or slack_user_id == "USLACKBOT":
+            raise Forbidden("Bots cannot use the support desk.")
+        team = profile.get("team_id")
+        if self.team_id and team and team != self.team_id:
+            # Slack Connect: people from other workspaces in a shared channel are not served.
+            raise Forbidden("The support desk only serves members of this workspace.")
+        info = profile.get("profile") or {}
+        name = (
+            info.get("display_name")
+            or info.get("real_name")
+            or profile.get("real_name")
+            or profile.get("name")
+            or slack_user_id
+        )
+        return await users.provision_user(
+            self.core,
+            slack_user_id=slack_user_id,
+            display_name=name,
+            email=info.get("email"),
+            active=not profile.get("deleted", False),
+            bootstrap_admin_ids=self.admin_ids,
+        )

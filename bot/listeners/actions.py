@@ -1,0 +1,184 @@
+"""Buttons: on ticket cards, lists and the App Home."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import command_parser as cp
+from bot.blocks import messages, modals
+from bot.ids import Action
+from bot.listeners.commands import HANDLERS
+from bot.listeners.registry import Registry
+from bot.payloads import (
+    CreateTicketPayload,
+    EditReplyPayload,
+    ListPagePayload,
+    TicketRefPayload,
+)
+from bot.runtime import Runtime
+from core import admin, replies, tickets
+from core.access import TicketRef
+from core.tickets import TRANSITIONS
+from core.views import UserView
+
+log = logging.getLogger("bot.actions")
+
+
+def _value(body: dict[str, Any]) -> Any:
+    actions = body.get("actions") or [{}]
+    return actions[0].get("value") if isinstance(actions[0], dict) else None
+
+
+async def _ticket_for(runtime: Runtime, actor: UserView, body: dict[str, Any]) -> Any:
+    """The ticket a button names, loaded with the real actor's permissions."""
+    ref: TicketRef = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
+    return (await tickets.get_ticket(runtime.core, actor_id=actor.id, ticket=ref)).ticket
+
+
+def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
+    registry.actions.update(
+        {
+            Action.ASSIGN_TO_ME,
+            Action.ASSIGN_OPEN,
+            Action.STATUS_OPEN,
+            Action.REPLY_OPEN,
+            Action.NOTE_OPEN,
+            Action.SHOW_TICKET,
+            Action.EDIT_REPLY_OPEN,
+            Action.HOME_NEW_TICKET,
+            Action.PAGE,
+        }
+    )
+
+    @app.action(Action.ASSIGN_TO_ME.value)
+    @runtime.track
+    async def assign_to_me(ack: AsyncAck, body: dict[str, Any], actor: UserView) -> None:
+        await ack()
+        ref = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
+        await tickets.assign_ticket(
+            runtime.core, actor_id=actor.id, ticket=ref, assignee_id=actor.id
+        )
+        runtime.wake_outbox()
+
+    @app.action(Action.ASSIGN_OPEN.value)
+    @runtime.track
+    async def open_assign(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
+    ) -> None:
+        await ack()
+        ticket = await _ticket_for(runtime, actor, body)
+        await client.views_open(trigger_id=body["trigger_id"], view=modals.assign_modal(ticket))
+
+    @app.action(Action.STATUS_OPEN.value)
+    @runtime.track
+    async def open_status(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
+    ) -> None:
+        await ack()
+        ticket = await _ticket_for(runtime, actor, body)
+        allowed = sorted(TRANSITIONS[ticket.status], key=lambda s: list(TRANSITIONS).index(s))
+        await client.views_open(
+            trigger_id=body["trigger_id"], view=modals.status_modal(ticket, allowed=allowed)
+        )
+
+    async def _open_reply(
+        body: dict[str, Any], client: AsyncWebClient, actor: UserView, *, internal: bool
+    ) -> None:
+        ticket = await _ticket_for(runtime, actor, body)
+        view = modals.reply_modal(ticket, staff=actor.role.is_staff, internal_default=internal)
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.action(Action.REPLY_OPEN.value)
+    @runtime.track
+    async def open_reply(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
+    ) -> None:
+        await ack()
+        await _open_reply(body, client, actor, internal=False)
+
+    @app.action(Action.NOTE_OPEN.value)
+    @runtime.track
+    async def open_note(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
+    ) -> None:
+        await ack()
+        await _open_reply(body, client, actor, internal=True)
+
+    @app.action(Action.SHOW_TICKET.value)
+    @runtime.track
+    async def show_ticket(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        respond: AsyncRespond,
+        actor: UserView,
+        client: AsyncWebClient,
+    ) -> None:
+        await ack()
+        ref = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
+        detail = await tickets.get_ticket(runtime.core, actor_id=actor.id, ticket=ref)
+        blocks = messages.ticket_detail(detail, staff=actor.role.is_staff)
+        if body.get("response_url") or body.get("container", {}).get("type") == "message":
+            await respond(
+                text=f"Ticket #{detail.ticket.number}",
+                blocks=blocks,
+                response_type="ephemeral",
+                replace_original=False,
+            )
+        else:
+            await client.views_open(
+                trigger_id=body["trigger_id"],
+                view=modals.message_view(f"Ticket #{detail.ticket.number}", blocks[:100]),
+            )
+
+    @app.action(Action.EDIT_REPLY_OPEN.value)
+    @runtime.track
+    async def open_edit(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
+    ) -> None:
+        await ack()
+        payload = EditReplyPayload.parse(_value(body))
+        reply_id = payload.reply_id  # type: ignore[attr-defined]
+        ticket_id = await replies.ticket_id_of_reply(runtime.core, reply_id=reply_id)
+        detail = (
+            await tickets.get_ticket(runtime.core, actor_id=actor.id, ticket=ticket_id)
+            if ticket_id
+            else None
+        )
+        reply = next((r for r in detail.replies if r.id == reply_id), None) if detail else None
+        if reply is None:
+            from core.errors import NotFound
+
+            raise NotFound("That message was not found.")
+        await client.views_open(trigger_id=body["trigger_id"], view=modals.edit_reply_modal(reply))
+
+    @app.action(Action.HOME_NEW_TICKET.value)
+    @runtime.track
+    async def home_new_ticket(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
+    ) -> None:
+        await ack()
+        categories = await admin.list_categories(runtime.core)
+        view = modals.create_ticket_modal(
+            categories=categories, staff=actor.role.is_staff, metadata=CreateTicketPayload()
+        )
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.action(Action.PAGE.value)
+    @runtime.track
+    async def page(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        respond: AsyncRespond,
+        actor: UserView,
+        client: AsyncWebClient,
+    ) -> None:
+        await ack()
+        payload = ListPagePayload.parse(_value(body))
+        text = f"{payload.query} page {payload.page}"  # type: ignore[attr-defined]
+        parsed = cp.parse(text)
+        handler = HANDLERS[type(parsed)]
+        await handler(runtime, parsed, actor=actor, command={}, respond=respond, client=client)

@@ -1,0 +1,267 @@
+"""`/ticket`: parse the text, call one core service, answer ephemerally."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import command_parser as cp
+from bot.blocks import messages, modals
+from bot.ids import COMMAND
+from bot.listeners.common import resolve_user
+from bot.listeners.registry import Registry
+from bot.payloads import CreateTicketPayload
+from bot.runtime import Runtime
+from core import admin, chat, replies, search, sla, tickets
+from core.enums import Priority, Role, Status
+from core.errors import ValidationFailed
+from core.tickets import TicketFilters
+from core.views import UserView
+
+log = logging.getLogger("bot.commands")
+
+
+def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
+    registry.commands.add(COMMAND)
+
+    @app.command(COMMAND)
+    @runtime.track
+    async def ticket_command(
+        ack: AsyncAck,
+        command: dict[str, Any],
+        respond: AsyncRespond,
+        client: AsyncWebClient,
+        actor: UserView,
+    ) -> None:
+        await ack()
+        trigger = command.get("trigger_id")
+        if trigger and not await chat.claim_delivery(runtime.core, key=f"command:{trigger}"):
+            log.info("duplicate command delivery dropped")
+            return
+        parsed = cp.parse(command.get("text", ""))
+        handler = HANDLERS[type(parsed)]
+        await handler(runtime, parsed, actor=actor, command=command, respond=respond, client=client)
+
+
+async def _say(
+    respond: AsyncRespond, text: str, blocks: list[dict[str, Any]] | None = None
+) -> None:
+    await respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+
+
+async def _help(
+    runtime: Runtime, cmd: cp.Help, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    text = messages.help_text(staff=actor.role.is_staff, admin=actor.role is Role.ADMIN)
+    await _say(respond, text)
+
+
+async def _new(
+    runtime: Runtime,
+    cmd: cp.New,
+    *,
+    actor: UserView,
+    command: dict[str, Any],
+    client: AsyncWebClient,
+    **_: Any,
+) -> None:
+    # The trigger expires 3 s after the command: open the modal before anything slow.
+    categories = await admin.list_categories(runtime.core)
+    view = modals.create_ticket_modal(
+        categories=categories,
+        title=cmd.title[:150],
+        staff=actor.role.is_staff,
+        metadata=CreateTicketPayload(channel_id=command.get("channel_id")),
+    )
+    await client.views_open(trigger_id=command["trigger_id"], view=view)
+
+
+async def _filters(runtime: Runtime, actor: UserView, raw: dict[str, str]) -> TicketFilters:
+    values: dict[str, Any] = {}
+    if "status" in raw:
+        values["status"] = Status(raw["status"].lower().replace("-", "_"))
+    if "priority" in raw:
+        values["priority"] = Priority(raw["priority"].lower())
+    if "assignee" in raw:
+        who = raw["assignee"]
+        if who.lower() in ("none", "nobody", "unassigned"):
+            values["unassigned"] = True
+        elif who.lower() == "me":
+            values["assignee_id"] = actor.id
+        else:
+            slack_id = cp._mention(who, "assignee:@user")
+            values["assignee_id"] = (await resolve_user(runtime, slack_id)).id
+    if "customer" in raw:
+        slack_id = cp._mention(raw["customer"], "customer:@user")
+        values["customer_id"] = (await resolve_user(runtime, slack_id)).id
+    if "category" in raw:
+        wanted = raw["category"].lower()
+        found = [
+            c
+            for c in await admin.list_categories(runtime.core, include_inactive=True)
+            if c.name.lower() == wanted
+        ]
+        if not found:
+            raise ValidationFailed(
+                f"There is no category named {raw['category']!r}.", field="category"
+            )
+        values["category_id"] = found[0].id
+    return TicketFilters(**values)
+
+
+async def _list(
+    runtime: Runtime, cmd: cp.ListTickets, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    filters = await _filters(runtime, actor, cmd.filters)
+    page = await tickets.list_tickets(
+        runtime.core, actor_id=actor.id, filters=filters, page=cmd.page
+    )
+    title = "Tickets" + (f" ({cmd.query})" if cmd.query else "")
+    await _say(
+        respond,
+        f"{page.total} tickets",
+        messages.ticket_list(page, title=title, query=f"list {cmd.query}".strip()),
+    )
+
+
+async def _mine(
+    runtime: Runtime, cmd: cp.Mine, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    page = await tickets.my_tickets(runtime.core, actor_id=actor.id, page=cmd.page)
+    title = "Your queue" if actor.role.is_staff else "Your tickets"
+    await _say(
+        respond, f"{page.total} tickets", messages.ticket_list(page, title=title, query="mine")
+    )
+
+
+async def _show(
+    runtime: Runtime, cmd: cp.Show, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    detail = await tickets.get_ticket(runtime.core, actor_id=actor.id, ticket=cmd.number)
+    blocks = messages.ticket_detail(detail, staff=actor.role.is_staff)
+    await _say(respond, f"Ticket #{detail.ticket.number}", blocks)
+
+
+async def _search(
+    runtime: Runtime, cmd: cp.Search, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    page = await search.search_tickets(
+        runtime.core, actor_id=actor.id, query=cmd.text, page=cmd.page
+    )
+    await _say(
+        respond,
+        f"{page.total} results",
+        messages.search_results(page, text=cmd.text, query=f"search {cmd.text}"),
+    )
+
+
+async def _assign(
+    runtime: Runtime, cmd: cp.Assign, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    target = await resolve_user(runtime, cmd.user_id)
+    ticket = await tickets.assign_ticket(
+        runtime.core, actor_id=actor.id, ticket=cmd.number, assignee_id=target.id
+    )
+    runtime.wake_outbox()
+    await _say(
+        respond, f":white_check_mark: Ticket #{ticket.number} is assigned to {target.display_name}."
+    )
+
+
+async def _status(
+    runtime: Runtime, cmd: cp.SetStatus, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    ticket = await tickets.change_status(
+        runtime.core, actor_id=actor.id, ticket=cmd.number, status=cmd.status, reason=cmd.reason
+    )
+    runtime.wake_outbox()
+    label = ticket.status.value.replace("_", " ")
+    await _say(respond, f":white_check_mark: Ticket #{ticket.number} is now {label}.")
+
+
+async def _reply(
+    runtime: Runtime,
+    cmd: cp.Reply,
+    *,
+    actor: UserView,
+    command: dict[str, Any],
+    respond: AsyncRespond,
+    **_: Any,
+) -> None:
+    key = f"command:{command.get('trigger_id')}:reply" if command.get("trigger_id") else None
+    await replies.add_reply(
+        runtime.core,
+        actor_id=actor.id,
+        ticket=cmd.number,
+        body=cmd.text,
+        internal=cmd.internal,
+        idempotency_key=key,
+    )
+    runtime.wake_outbox()
+    what = "Internal note added to" if cmd.internal else "Reply sent on"
+    await _say(respond, f":white_check_mark: {what} ticket #{cmd.number}.")
+
+
+async def _delete(
+    runtime: Runtime, cmd: cp.Delete, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    await tickets.delete_ticket(runtime.core, actor_id=actor.id, ticket=cmd.number)
+    runtime.wake_outbox()
+    await _say(respond, f":wastebasket: Ticket #{cmd.number} was deleted.")
+
+
+async def _role(
+    runtime: Runtime, cmd: cp.SetRole, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    target = await resolve_user(runtime, cmd.user_id)
+    changed = await admin.change_role(
+        runtime.core, actor_id=actor.id, user_id=target.id, role=cmd.role
+    )
+    runtime.identity.invalidate(cmd.user_id)
+    await _say(respond, f":white_check_mark: {changed.display_name} is now {changed.role.value}.")
+
+
+async def _category_add(
+    runtime: Runtime, cmd: cp.CategoryAdd, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    category = await admin.create_category(runtime.core, actor_id=actor.id, name=cmd.name)
+    await _say(respond, f":white_check_mark: Category {category.name} added.")
+
+
+async def _category_list(
+    runtime: Runtime, cmd: cp.CategoryList, *, respond: AsyncRespond, **_: Any
+) -> None:
+    categories = await admin.list_categories(runtime.core)
+    names = (
+        ", ".join(c.name for c in categories)
+        or "none yet (an admin adds them with `/ticket category add <name>`)"
+    )
+    await _say(respond, f"Categories: {names}")
+
+
+async def _sla(
+    runtime: Runtime, cmd: cp.Sla, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    rows = await sla.at_risk(runtime.core, actor_id=actor.id)
+    await _say(respond, "SLA overview", messages.sla_overview(rows, now=runtime.clock.now()))
+
+
+HANDLERS: dict[type, Any] = {
+    cp.Help: _help,
+    cp.New: _new,
+    cp.ListTickets: _list,
+    cp.Mine: _mine,
+    cp.Show: _show,
+    cp.Search: _search,
+    cp.Assign: _assign,
+    cp.SetStatus: _status,
+    cp.Reply: _reply,
+    cp.Delete: _delete,
+    cp.SetRole: _role,
+    cp.CategoryAdd: _category_add,
+    cp.CategoryList: _category_list,
+    cp.Sla: _sla,
+}

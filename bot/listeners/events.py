@@ -1,0 +1,260 @@
+"""Events: thread sync between the staff channel and customers' DMs, edits, deletions, App Home.
+
+Every delivery is claimed by its event_id in the shared database first, so Slack's retries
+(possibly to another replica) are dropped; the reply itself is also keyed by the message's
+(channel, ts), so even a delivery without an event id cannot create it twice."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.blocks import home, messages
+from bot.errors import user_message
+from bot.ids import NOTE_REACTION, REPLY_MARKER, REPLY_REACTION
+from bot.listeners.common import tell_user
+from bot.listeners.registry import Registry
+from bot.runtime import Runtime
+from core import chat, replies, tickets
+from core.enums import Audience
+from core.errors import DomainError, TicketClosed, Unavailable
+from core.replies import ChatOrigin
+from core.views import UserView
+
+log = logging.getLogger("bot.events")
+
+_MARKER = re.compile(rf"^\s*{re.escape(REPLY_MARKER)}(?:\s+|$)", re.IGNORECASE)
+_IGNORED_SUBTYPES = frozenset(
+    {
+        "bot_message",
+        "channel_join",
+        "channel_leave",
+        "group_join",
+        "group_leave",
+        "channel_topic",
+        "group_topic",
+        "channel_purpose",
+        "group_purpose",
+        "channel_name",
+        "group_name",
+        "pinned_item",
+    }
+)
+
+
+def split_marker(text: str) -> tuple[bool, str]:
+    """(is_public_reply, text without the marker). Anything but the exact marker is a note."""
+    match = _MARKER.match(text)
+    if match is None:
+        return False, text
+    return True, text[match.end() :]
+
+
+def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
+    registry.events.update({"message.im", "message.groups", "app_home_opened"})
+
+    @app.event("message")
+    @runtime.track
+    async def on_message(
+        event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        event_id = body.get("event_id")
+        if event_id and not await chat.claim_delivery(runtime.core, key=f"event:{event_id}"):
+            log.info("duplicate event dropped", extra={"event_id": event_id})
+            return
+        try:
+            await _route_message(runtime, event, client)
+        except Unavailable:
+            # Nothing was written: let Slack's retry (or the next one) try again.
+            if event_id:
+                await chat.release_delivery(runtime.core, key=f"event:{event_id}")
+            raise
+
+    @app.event("app_home_opened")
+    @runtime.track
+    async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:
+        if event.get("tab") not in (None, "home"):
+            return
+        user_id = event.get("user")
+        if not user_id:
+            return
+        actor = await runtime.identity.resolve(user_id)
+        await client.views_publish(user_id=user_id, view=await _home_view(runtime, actor))
+
+
+async def _home_view(runtime: Runtime, actor: UserView) -> dict[str, Any]:
+    mine = await tickets.my_tickets(runtime.core, actor_id=actor.id, open_only=True, page_size=20)
+    unassigned = None
+    if actor.role.is_staff:
+        unassigned = await tickets.list_tickets(
+            runtime.core,
+            actor_id=actor.id,
+            filters=tickets.TicketFilters(unassigned=True),
+            page_size=20,
+        )
+    return home.home_view(user=actor, mine=mine, unassigned=unassigned, now=runtime.clock.now())
+
+
+async def _route_message(runtime: Runtime, event: dict[str, Any], client: AsyncWebClient) -> None:
+    subtype = event.get("subtype")
+    if event.get("bot_id") or subtype in _IGNORED_SUBTYPES:
+        return
+    if subtype == "message_changed":
+        await _on_edit(runtime, event)
+        return
+    if subtype == "message_deleted":
+        await _on_delete(runtime, event)
+        return
+    if subtype not in (None, "thread_broadcast", "file_share"):
+        return
+    channel = event.get("channel")
+    user_id = event.get("user")
+    ts = event.get("ts")
+    thread_ts = event.get("thread_ts")
+    if not channel or not user_id or not ts:
+        return
+    if not thread_ts or thread_ts == ts:
+        if event.get("channel_type") == "im":
+            text, blocks = messages.dm_guidance()
+            await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        return
+    owner = await chat.owner_of_thread(runtime.core, channel_id=channel, ts=thread_ts)
+    if owner is None:
+        return
+    actor = await runtime.identity.resolve(user_id)
+    text = str(event.get("text") or "")
+    if owner.audience is Audience.STAFF:
+        await _staff_thread_message(runtime, client, owner, actor, channel, ts, thread_ts, text)
+    else:
+        await _customer_thread_message(runtime, client, owner, actor, channel, ts, thread_ts, text)
+
+
+async def _staff_thread_message(
+    runtime: Runtime,
+    client: AsyncWebClient,
+    owner: chat.ThreadOwner,
+    actor: UserView,
+    channel: str,
+    ts: str,
+    thread_ts: str,
+    text: str,
+) -> None:
+    if channel != runtime.settings.staff_channel_id or not actor.role.is_staff:
+        return
+    public, body = split_marker(text)
+    try:
+        await replies.add_reply(
+            runtime.core,
+            actor_id=actor.id,
+            ticket=owner.ticket_id,
+            body=body,
+            internal=not public,
+            origin=ChatOrigin(Audience.STAFF, channel, ts),
+            idempotency_key=f"message:{channel}:{ts}",
+        )
+    except DomainError as error:
+        if isinstance(error, Unavailable):
+            raise
+        await tell_user(
+            runtime,
+            user_id=actor.slack_user_id,
+            text=user_message(error),
+            channel_id=channel,
+            thread_ts=thread_ts,
+        )
+        return
+    runtime.wake_outbox()
+    try:
+        await client.reactions_add(
+            channel=channel, timestamp=ts, name=REPLY_REACTION if public else NOTE_REACTION
+        )
+    except SlackApiError as error:
+        if error.response.get("error") != "already_reacted":
+            log.warning("reaction failed", extra={"error": error.response.get("error")})
+
+
+async def _customer_thread_message(
+    runtime: Runtime,
+    client: AsyncWebClient,
+    owner: chat.ThreadOwner,
+    actor: UserView,
+    channel: str,
+    ts: str,
+    thread_ts: str,
+    text: str,
+) -> None:
+    try:
+        await replies.add_reply(
+            runtime.core,
+            actor_id=actor.id,
+            ticket=owner.ticket_id,
+            body=text,
+            internal=False,
+            origin=ChatOrigin(Audience.CUSTOMER, channel, ts),
+            idempotency_key=f"message:{channel}:{ts}",
+        )
+    except TicketClosed:
+        text, blocks = messages.closed_thread_notice(owner.number)
+        await client.chat_postMessage(
+            channel=channel, thread_ts=thread_ts, text=text, blocks=blocks
+        )
+        return
+    runtime.wake_outbox()
+
+
+async def _on_edit(runtime: Runtime, event: dict[str, Any]) -> None:
+    message = event.get("message") or {}
+    channel = event.get("channel")
+    user_id = message.get("user")
+    ts = message.get("ts")
+    if not channel or not user_id or not ts or message.get("bot_id"):
+        return
+    reply_id = await chat.reply_of_message(runtime.core, channel_id=channel, ts=ts)
+    if reply_id is None:
+        return
+    previous = (event.get("previous_message") or {}).get("text")
+    text = str(message.get("text") or "")
+    if previous == text:
+        return  # unfurls and reactions also arrive as message_changed
+    _, body = split_marker(text)
+    actor = await runtime.identity.resolve(user_id)
+    try:
+        await replies.edit_reply(runtime.core, actor_id=actor.id, reply_id=reply_id, body=body)
+    except DomainError as error:
+        if isinstance(error, Unavailable):
+            raise
+        await tell_user(
+            runtime,
+            user_id=user_id,
+            text=user_message(error) + " Your edit was not applied to the ticket.",
+            channel_id=channel,
+            thread_ts=message.get("thread_ts"),
+        )
+        return
+    runtime.wake_outbox()
+
+
+async def _on_delete(runtime: Runtime, event: dict[str, Any]) -> None:
+    channel = event.get("channel")
+    previous = event.get("previous_message") or {}
+    ts = event.get("deleted_ts") or previous.get("ts")
+    user_id = previous.get("user")
+    if not channel or not ts or not user_id or previous.get("bot_id"):
+        return
+    reply_id = await chat.reply_of_message(runtime.core, channel_id=channel, ts=ts)
+    if reply_id is None:
+        return
+    actor = await runtime.identity.resolve(user_id)
+    try:
+        await replies.delete_reply(runtime.core, actor_id=actor.id, reply_id=reply_id)
+    except DomainError as error:
+        if isinstance(error, Unavailable):
+            raise
+        log.info("deletion not applied", extra={"code": error.code.value})
+        return
+    runtime.wake_outbox()

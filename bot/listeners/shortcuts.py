@@ -1,0 +1,39 @@
+"""Message shortcut: turn any message into a ticket, with its text as the description."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.blocks import modals
+from bot.ids import Callback
+from bot.listeners.registry import Registry
+from bot.payloads import CreateTicketPayload
+from bot.runtime import Runtime
+from core import admin
+from core.views import UserView
+
+
+def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
+    registry.message_shortcuts.add(Callback.MESSAGE_TO_TICKET)
+
+    @app.shortcut(Callback.MESSAGE_TO_TICKET.value)
+    @runtime.track
+    async def message_to_ticket(
+        ack: AsyncAck, shortcut: dict[str, Any], client: AsyncWebClient, actor: UserView
+    ) -> None:
+        await ack()
+        message = shortcut.get("message") or {}
+        text = str(message.get("text") or "")
+        first_line = text.strip().splitlines()[0] if text.strip() else ""
+        categories = await admin.list_categories(runtime.core)
+        view = modals.create_ticket_modal(
+            categories=categories,
+            title=first_line[:150],
+            description=text[:3000],
+            staff=actor.role.is_staff,
+            metadata=CreateTicketPayload(channel_id=(shortcut.get("channel") or {}).get("id")),
+        )
+        await client.views_open(trigger_id=shortcut["trigger_id"], view=view)

@@ -1,0 +1,156 @@
+"""Modal submissions: validated by the core before the ack, so errors show under the field."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot.errors import field_errors, internal_field_errors
+from bot.ids import Action, Block, Callback, Visibility
+from bot.listeners.common import input_value, resolve_user, tell_user, view_values
+from bot.listeners.registry import Registry
+from bot.payloads import CreateTicketPayload, EditReplyPayload, ReplyModalPayload, TicketRefPayload
+from bot.runtime import Runtime
+from core import replies, tickets
+from core.enums import Status
+from core.errors import DomainError, ValidationFailed
+from core.views import UserView
+
+log = logging.getLogger("bot.views")
+
+Submission = Callable[[dict[str, Any], UserView], Awaitable[str | None]]
+
+
+def _submission(runtime: Runtime, handler: Submission) -> Callable[..., Awaitable[None]]:
+    """Run a submission handler before acking: domain errors go under the field they concern,
+    anything else keeps the modal open with a generic error (never a stack trace)."""
+
+    @runtime.track
+    async def listener(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], actor: UserView
+    ) -> None:
+        try:
+            notice = await handler(view, actor)
+        except DomainError as error:
+            log.info("submission refused", extra={"code": error.code.value, "field": error.field})
+            await ack(response_action="errors", errors=field_errors(error, view))
+            return
+        except Exception:
+            log.exception("submission failed")
+            await ack(response_action="errors", errors=internal_field_errors(view))
+            return
+        await ack()
+        runtime.wake_outbox()
+        if notice:
+            await tell_user(runtime, user_id=actor.slack_user_id, text=notice)
+
+    listener.__name__ = handler.__name__
+    return listener
+
+
+def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
+    registry.views.update(
+        {
+            Callback.CREATE_TICKET,
+            Callback.REPLY,
+            Callback.STATUS,
+            Callback.ASSIGN,
+            Callback.EDIT_REPLY,
+        }
+    )
+
+    async def create(view: dict[str, Any], actor: UserView) -> str | None:
+        CreateTicketPayload.parse(view.get("private_metadata") or "{}")
+        values = view_values(view)
+        customer_id = None
+        picked = input_value(values, Block.CUSTOMER, Action.CUSTOMER)
+        if actor.role.is_staff:
+            if not picked:
+                raise ValidationFailed("Choose the customer this ticket is for.", field="customer")
+            customer_id = (await resolve_user(runtime, str(picked))).id
+        category = input_value(values, Block.CATEGORY, Action.CATEGORY)
+        try:
+            category_id = int(category) if category else None
+        except (TypeError, ValueError):
+            raise ValidationFailed("That category does not exist.", field="category") from None
+        ticket = await tickets.create_ticket(
+            runtime.core,
+            actor_id=actor.id,
+            title=input_value(values, Block.TITLE, Action.TITLE) or "",
+            description=input_value(values, Block.DESCRIPTION, Action.DESCRIPTION) or "",
+            priority=input_value(values, Block.PRIORITY, Action.PRIORITY) or "medium",
+            category_id=category_id,
+            customer_id=customer_id,
+            idempotency_key=f"view:{view.get('id')}" if view.get("id") else None,
+        )
+        if actor.role.is_staff:
+            return f":white_check_mark: Ticket #{ticket.number} opened for {ticket.customer.display_name}."
+        return None
+
+    async def reply(view: dict[str, Any], actor: UserView) -> str | None:
+        payload = ReplyModalPayload.parse(view.get("private_metadata"))
+        values = view_values(view)
+        # Fail towards internal: only an explicit "public" choice by staff reaches the customer.
+        choice = input_value(values, Block.VISIBILITY, Action.VISIBILITY)
+        internal = actor.role.is_staff and choice != Visibility.PUBLIC.value
+        await replies.add_reply(
+            runtime.core,
+            actor_id=actor.id,
+            ticket=payload.ticket_id,  # type: ignore[attr-defined]
+            body=input_value(values, Block.BODY, Action.BODY) or "",
+            internal=internal,
+            idempotency_key=f"view:{view.get('id')}" if view.get("id") else None,
+        )
+        return None
+
+    async def status(view: dict[str, Any], actor: UserView) -> str | None:
+        payload = TicketRefPayload.parse(view.get("private_metadata"))
+        values = view_values(view)
+        raw = input_value(values, Block.STATUS, Action.STATUS)
+        reason = input_value(values, Block.REASON, Action.REASON)
+        if raw == Status.CLOSED.value and not (reason or "").strip():
+            raise ValidationFailed("Say why the ticket is closed.", field="reason")
+        await tickets.change_status(
+            runtime.core,
+            actor_id=actor.id,
+            ticket=payload.ticket_id,  # type: ignore[attr-defined]
+            status=raw or "",
+            reason=reason,
+        )
+        return None
+
+    async def assign(view: dict[str, Any], actor: UserView) -> str | None:
+        payload = TicketRefPayload.parse(view.get("private_metadata"))
+        picked = input_value(view_values(view), Block.ASSIGNEE, Action.ASSIGNEE)
+        if not picked:
+            raise ValidationFailed("Choose someone to assign.", field="assignee")
+        try:
+            target = await resolve_user(runtime, str(picked))
+        except DomainError as error:
+            raise ValidationFailed(error.message, field="assignee") from None
+        await tickets.assign_ticket(
+            runtime.core,
+            actor_id=actor.id,
+            ticket=payload.ticket_id,  # type: ignore[attr-defined]
+            assignee_id=target.id,
+        )
+        return None
+
+    async def edit(view: dict[str, Any], actor: UserView) -> str | None:
+        payload = EditReplyPayload.parse(view.get("private_metadata"))
+        await replies.edit_reply(
+            runtime.core,
+            actor_id=actor.id,
+            reply_id=payload.reply_id,  # type: ignore[attr-defined]
+            body=input_value(view_values(view), Block.BODY, Action.BODY) or "",
+        )
+        return None
+
+    app.view(Callback.CREATE_TICKET.value)(_submission(runtime, create))
+    app.view(Callback.REPLY.value)(_submission(runtime, reply))
+    app.view(Callback.STATUS.value)(_submission(runtime, status))
+    app.view(Callback.ASSIGN.value)(_submission(runtime, assign))
+    app.view(Callback.EDIT_REPLY.value)(_submission(runtime, edit))

@@ -1,0 +1,62 @@
+"""Typed button values and private_metadata: parsed and validated in one place, never trusted.
+
+Whatever a client sends back is only a hint of which ticket or reply is meant: the core checks
+the real actor's permissions on the real rows for every action."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.errors import ValidationFailed
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def dump(self) -> str:
+        text = self.model_dump_json(exclude_none=True)
+        if len(text) > 2000:  # Slack limits: button value 2000, private_metadata 3000
+            raise ValueError("payload too large")
+        return text
+
+    @classmethod
+    def parse(cls, raw: object) -> _Payload:
+        try:
+            data = json.loads(raw) if isinstance(raw, str) else raw
+            return cls.model_validate(data)
+        except (ValidationError, ValueError, TypeError):
+            raise ValidationFailed(
+                "This form or button is out of date; please try again."
+            ) from None
+
+
+class TicketRefPayload(_Payload):
+    """A button or modal about one ticket."""
+
+    ticket_id: uuid.UUID
+
+
+class ReplyModalPayload(_Payload):
+    ticket_id: uuid.UUID
+    internal_default: bool = True
+
+
+class CreateTicketPayload(_Payload):
+    """The create modal: where it was opened, and an optional message it was made from."""
+
+    channel_id: str | None = Field(default=None, max_length=32)
+    source_text: str | None = Field(default=None, max_length=1000)
+
+
+class EditReplyPayload(_Payload):
+    reply_id: int = Field(ge=1)
+
+
+class ListPagePayload(_Payload):
+    """A page button of a ticket list: the filters travel with it."""
+
+    page: int = Field(ge=1, le=100_000)
+    query: str = Field(default="", max_length=300)

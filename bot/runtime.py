@@ -1,0 +1,99 @@
+"""The bot's long-lived dependencies, built once per process and handed to listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.identity import IdentityResolver
+from bot.settings import BotSettings
+from core.clock import Clock
+from core.context import Core
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+@dataclass
+class Runtime:
+    """What listeners, the delivery worker and the scheduler share."""
+
+    settings: BotSettings
+    core: Core
+    client: AsyncWebClient
+    identity: IdentityResolver
+    outbox_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: int = 0
+    error_handler: Callable[[Exception, Any], Awaitable[None]] | None = None
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def clock(self) -> Clock:
+        return self.core.clock
+
+    def track(self, listener: F) -> F:
+        """Wrap a listener: count it while it runs, and hand any exception to the error handler.
+
+        Bolt keeps running listeners after the ack, so the count is how a graceful stop, the
+        demo and the tests know that all work has finished. Exceptions must not escape: when a
+        listener fails right after ack(), bolt can lose the ack and answer Slack late with 404.
+        The wrapper asks bolt for `context` (declared through its signature) to report errors."""
+        signature = inspect.signature(listener)
+        wants_context = "context" in signature.parameters
+
+        async def tracked(**kwargs: Any) -> Any:
+            context = kwargs.get("context") if wants_context else kwargs.pop("context", None)
+            self.in_flight += 1
+            self.idle.clear()
+            try:
+                return await listener(**kwargs)
+            except Exception as error:
+                if self.error_handler is None:
+                    raise
+                await self.error_handler(error, context)
+                return None
+            finally:
+                self.in_flight -= 1
+                if self.in_flight == 0:
+                    self.idle.set()
+
+        parameters = [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for name in [*signature.parameters, *([] if wants_context else ["context"])]
+        ]
+        tracked.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        tracked.__name__ = getattr(listener, "__name__", "listener")
+        tracked.__qualname__ = getattr(listener, "__qualname__", tracked.__name__)
+        return tracked  # type: ignore[return-value]
+
+    async def wait_idle(self) -> None:
+        """Return once no listener is running."""
+        while self.in_flight:
+            await self.idle.wait()
+
+    def wake_outbox(self) -> None:
+        """Tell the delivery worker that a change just committed outbox messages."""
+        self.outbox_wake.set()
+
+
+def build_runtime(
+    settings: BotSettings, *, core: Core | None = None, team_id: str | None = None
+) -> Runtime:
+    core = core or Core.from_settings(settings)
+    client = AsyncWebClient(
+        token=settings.bot_token if settings.slack_bot_token else None,
+        base_url=settings.slack_api_url,
+        timeout=10,
+    )
+    identity = IdentityResolver(
+        core,
+        client,
+        admin_ids=settings.admin_user_ids,
+        ttl_seconds=settings.identity_cache_seconds,
+        team_id=team_id,
+    )
+    return Runtime(settings=settings, core=core, client=client, identity=identity)

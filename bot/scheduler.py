@@ -1,0 +1,91 @@
+"""Periodic jobs of the bot process: the SLA scan, on APScheduler's asyncio scheduler.
+
+Every replica may run the scheduler: the scan claims each alert in the database (core.sla), so
+replicas racing on the same due tickets still send one alert per ticket and threshold. This
+module only runs core scans; it never talks to Slack (the outbox worker delivers the alerts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from core.context import Core
+from core.settings import CoreSettings
+from core.sla import ScanResult, scan
+
+log = logging.getLogger("bot.scheduler")
+
+SLA_JOB_ID = "sla_scan"
+# One run keeps scanning while batches come back full, up to this many batches (a backlog
+# after downtime drains in one run instead of one batch per interval).
+MAX_BATCHES_PER_RUN = 20
+
+
+async def run_sla_scan(core: Core, *, batch_size: int = 500) -> list[ScanResult] | None:
+    """One scheduled run of the SLA scan. Errors are logged, never raised, so that the
+    scheduler keeps its job; None means the run failed and the next interval will retry."""
+    results: list[ScanResult] = []
+    try:
+        for _ in range(MAX_BATCHES_PER_RUN):
+            result = await scan(core, limit=batch_size)
+            results.append(result)
+            if not result.more:
+                break
+    except Exception:
+        log.exception("sla scan failed; the next run retries", extra={"batches": len(results)})
+        return None
+    return results
+
+
+def build_scheduler(
+    core: Core, *, interval_seconds: float, batch_size: int = 500
+) -> AsyncIOScheduler:
+    """A scheduler (not started) with the SLA scan every `interval_seconds`, first run at
+    start: never two runs of it at once in this process (max_instances=1), missed runs
+    collapsed into one (coalesce)."""
+    if interval_seconds <= 0:
+        raise ValueError("the scan interval must be positive")
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_job(
+        run_sla_scan,
+        trigger=IntervalTrigger(seconds=interval_seconds, timezone=UTC),
+        args=[core],
+        kwargs={"batch_size": batch_size},
+        id=SLA_JOB_ID,
+        name="SLA scan",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, int(interval_seconds)),
+        next_run_time=datetime.now(UTC),
+        replace_existing=True,
+    )
+    return scheduler
+
+
+async def run_scheduler_forever(core: Core, settings: CoreSettings) -> None:
+    """Run the scheduler alone (`python -m bot scheduler`) until SIGINT/SIGTERM or
+    cancellation; the caller owns `core` and closes it afterwards."""
+    scheduler = build_scheduler(core, interval_seconds=settings.sla_scan_interval_seconds)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    scheduler.start()
+    log.info("scheduler started", extra={"interval_seconds": settings.sla_scan_interval_seconds})
+    try:
+        await stop.wait()
+    finally:
+        scheduler.shutdown(wait=False)
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        log.info("scheduler stopped")

@@ -1,0 +1,122 @@
+"""Bot configuration: the core's settings plus Slack's. Problems are reported by variable name."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import NoDecode
+
+from core.settings import CoreSettings
+
+_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
+_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class BotSettings(CoreSettings):
+    """Everything `python -m bot` reads from the environment (or a .env file)."""
+
+    slack_bot_token: SecretStr | None = Field(None, description="xoxb-… bot token")
+    slack_signing_secret: SecretStr | None = Field(None, description="request signing secret")
+    slack_app_token: SecretStr | None = Field(None, description="xapp-… token: Socket Mode")
+    slack_api_url: str = Field("https://slack.com/api/", description="Web API base URL")
+    staff_channel_id: str | None = Field(None, description="private triage channel")
+    manager_channel_id: str | None = Field(None, description="channel for SLA alerts")
+    admin_user_ids: Annotated[list[str], NoDecode, BeforeValidator(_csv)] = Field(
+        default_factory=list
+    )
+    host: str = "0.0.0.0"
+    port: int = Field(3000, ge=0, le=65535)
+    log_json: bool = False
+    log_level: str = "INFO"
+    run_scheduler: bool = Field(True, description="run the SLA scheduler inside `serve`")
+    outbox_poll_seconds: float = Field(1.0, gt=0)
+    outbox_max_attempts: int = Field(12, ge=1)
+    identity_cache_seconds: float = Field(60, ge=0)
+    readiness_max_backlog: int = Field(1000, ge=1)
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("staff_channel_id", "manager_channel_id")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not _CHANNEL.match(value):
+            raise ValueError("must be a Slack channel id such as C0123ABCD (not a #name)")
+        return value
+
+    @field_validator("admin_user_ids")
+    @classmethod
+    def _users(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not _USER.match(v)]
+        if bad:
+            raise ValueError(f"not Slack user ids: {', '.join(bad)}")
+        return value
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must start with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must start with xapp-")
+        return value
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    def missing_for_serving(self) -> list[str]:
+        """Variables that must be set to serve Slack, by environment name."""
+        missing = []
+        if self.slack_bot_token is None:
+            missing.append("SLACK_BOT_TOKEN")
+        if self.slack_signing_secret is None and not self.socket_mode:
+            missing.append("SLACK_SIGNING_SECRET")
+        if self.staff_channel_id is None:
+            missing.append("STAFF_CHANNEL_ID")
+        if self.manager_channel_id is None:
+            missing.append("MANAGER_CHANNEL_ID")
+        return missing
+
+    @property
+    def bot_token(self) -> str:
+        assert self.slack_bot_token is not None
+        return self.slack_bot_token.get_secret_value()
+
+    @property
+    def signing_secret(self) -> str:
+        assert self.slack_signing_secret is not None
+        return self.slack_signing_secret.get_secret_value()
+
+
+class SettingsError(Exception):
+    """Configuration that cannot work, described by environment variable name."""
+
+
+def load_settings(**overrides: object) -> BotSettings:
+    """Read settings; a malformed value raises SettingsError naming the variable."""
+    try:
+        return BotSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            name = "_".join(str(part) for part in problem["loc"][:1]).upper() or "SETTINGS"
+            lines.append(f"{name}: {problem['msg']}")
+        raise SettingsError("Invalid configuration:\n  " + "\n  ".join(lines)) from None

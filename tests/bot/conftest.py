@@ -1,0 +1,34 @@
+"""End-to-end fixtures: the real bot over HTTP against the stand-in Slack, on both databases.
+
+Every scenario ends with the internal-note leak scanner: a note's text visible to a customer,
+in a non-private channel or in a customer's ephemeral message fails the test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.devslack import stage as stage_module
+from bot.devslack.leaks import scan_for_leaks
+from bot.devslack.stage import Stage
+from core.clock import FrozenClock
+from core.context import Core
+from core.db import Database
+from tests.conftest import test_settings, truncate_all
+
+
+@pytest.fixture
+async def stage(database: Database, database_url: str, clock: FrozenClock) -> AsyncIterator[Stage]:
+    core = Core(db=database, settings=test_settings(database_url), clock=clock)
+    async with Stage(database_url=database_url, clock=clock, core=core) as running:
+        yield running
+        await running.settle()
+        leaks = await scan_for_leaks(core, running.fake)
+        assert not leaks, f"internal notes leaked: {leaks}"
+    await truncate_all(database)
+
+
+@pytest.fixture
+def people() -> type[stage_module.Person]:
+    return stage_module.Person

@@ -1,0 +1,312 @@
+"""Full-text ticket search on both databases: what matches, who sees it, and typed text as data."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.context import Core
+from core.enums import Role
+from core.errors import RateLimited, ValidationFailed
+from core.replies import add_reply, delete_reply
+from core.search import search_tickets
+from core.tickets import delete_ticket
+from tests.conftest import test_settings as settings_with
+from tests.factories import make_company, make_ticket, make_user
+
+
+async def numbers(core: Core, actor_id: int, query: str, **kwargs: int) -> list[int]:
+    page = await search_tickets(core, actor_id=actor_id, query=query, **kwargs)
+    return [hit.ticket.number for hit in page.items]
+
+
+async def test_search_tickets_by_title(core):
+    customer = await make_user(core)
+    wanted = await make_ticket(core, customer, title="Laptop keyboard sticky", description="x")
+    await make_ticket(core, customer, title="Monitor flickers", description="since Monday")
+    page = await search_tickets(core, actor_id=customer.id, query="keyboard")
+    assert [hit.ticket.number for hit in page.items] == [wanted.number]
+    assert page.total == 1
+    assert page.items[0].rank > 0
+    assert page.items[0].snippet == "Laptop keyboard sticky"
+
+
+async def test_search_tickets_by_description(core):
+    customer = await make_user(core)
+    wanted = await make_ticket(
+        core, customer, title="Cannot log in", description="The VPN client shows error 809."
+    )
+    await make_ticket(core, customer, title="Printer jam", description="Tray two is stuck.")
+    assert await numbers(core, customer.id, "vpn client") == [wanted.number]
+    # Words are stemmed on both databases: 'errors' finds 'error'.
+    assert await numbers(core, customer.id, "errors") == [wanted.number]
+
+
+async def test_search_tickets_by_public_reply(core):
+    customer = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer, title="Slow laptop", description="Very slow.")
+    await add_reply(
+        core,
+        actor_id=agent.id,
+        ticket=ticket.number,
+        body="Please reinstall the antivirus agent.",
+        internal=False,
+    )
+    for actor in (customer, agent):
+        page = await search_tickets(core, actor_id=actor.id, query="antivirus")
+        assert [hit.ticket.number for hit in page.items] == [ticket.number]
+        assert "antivirus" in page.items[0].snippet
+
+
+async def test_search_never_matches_internal_notes_for_customer_or_staff(core):
+    customer = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    admin = await make_user(core, Role.ADMIN)
+    ticket = await make_ticket(core, customer, title="Slow laptop", description="Very slow.")
+    await add_reply(
+        core,
+        actor_id=agent.id,
+        ticket=ticket.number,
+        body="Customer is a known reseller, escalate quietly.",
+        internal=True,
+    )
+    for actor in (customer, agent, admin):
+        page = await search_tickets(core, actor_id=actor.id, query="reseller")
+        assert page.items == () and page.total == 0
+
+
+async def test_deleted_public_reply_no_longer_matches(core):
+    customer = await make_user(core)
+    ticket = await make_ticket(core, customer, title="Slow laptop", description="Very slow.")
+    reply = await add_reply(
+        core, actor_id=customer.id, ticket=ticket.number, body="Serial ABC123XYZ", internal=False
+    )
+    assert await numbers(core, customer.id, "abc123xyz") == [ticket.number]
+    await delete_reply(core, actor_id=customer.id, reply_id=reply.id)
+    assert await numbers(core, customer.id, "abc123xyz") == []
+
+
+async def test_customer_search_finds_only_own_tickets(core):
+    alice = await make_user(core)
+    bob = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    mine = await make_ticket(core, alice, title="Broken webcam")
+    theirs = await make_ticket(core, bob, title="Broken webcam too")
+    assert await numbers(core, alice.id, "webcam") == [mine.number]
+    assert await numbers(core, bob.id, "webcam") == [theirs.number]
+    assert sorted(await numbers(core, agent.id, "webcam")) == [mine.number, theirs.number]
+
+
+async def test_corporate_search_finds_only_company_tickets(core):
+    acme = await make_company(core)
+    globex = await make_company(core)
+    acme_customer = await make_user(core, company_id=acme)
+    globex_customer = await make_user(core, company_id=globex)
+    loner = await make_user(core)
+    corporate = await make_user(core, Role.CORPORATE, company_id=acme)
+    acme_ticket = await make_ticket(core, acme_customer, title="Badge reader offline")
+    await make_ticket(core, globex_customer, title="Badge reader offline")
+    await make_ticket(core, loner, title="Badge reader offline")
+    page = await search_tickets(core, actor_id=corporate.id, query="badge reader")
+    assert [hit.ticket.number for hit in page.items] == [acme_ticket.number]
+    assert page.total == 1
+
+
+async def test_deleted_ticket_never_matches(core):
+    customer = await make_user(core)
+    manager = await make_user(core, Role.MANAGER)
+    ticket = await make_ticket(core, customer, title="Duplicate keyboard request")
+    await delete_ticket(core, actor_id=manager.id, ticket=ticket.number)
+    for actor in (customer, manager):
+        assert await numbers(core, actor.id, "keyboard") == []
+
+
+async def test_percent_and_underscore_are_literal_separators(core):
+    customer = await make_user(core)
+    disk = await make_ticket(core, customer, title="100% broken_disk", description="")
+    await make_ticket(core, customer, title="Disk almost full", description="95 percent used")
+    await make_ticket(core, customer, title="Other thing", description="nothing to see")
+    assert await numbers(core, customer.id, "100%") == [disk.number]
+    assert await numbers(core, customer.id, "broken_disk") == [disk.number]
+    assert await numbers(core, customer.id, "100% broken_disk") == [disk.number]
+    # Neither character is a wildcard: on its own, it matches nothing rather than everything.
+    for query in ("%%%", "%_%", "___", "% _", "'%'"):
+        page = await search_tickets(core, actor_id=customer.id, query=query)
+        assert page.items == () and page.total == 0, query
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        'printer" OR "',
+        "printer' OR '1'='1",
+        "printer -- ;",
+        "printer \\",
+        "(printer",
+        "printer)",
+        "printer*",
+        "printer:*",
+        "title:printer",
+        "printer^2",
+        "-printer",
+        "printer & !",
+        "printer | toast",
+        "NEAR(printer)",
+        "{title} : printer",
+        "printer <-> x",
+        "printer NOT",
+    ],
+)
+async def test_operators_quotes_and_backslashes_never_change_the_query(core, query):
+    customer = await make_user(core)
+    printer = await make_ticket(core, customer, title="Printer on fire", description="")
+    await make_ticket(core, customer, title="Toaster on fire", description="")
+    result = await numbers(core, customer.id, query)
+    # Every word must match, and no operator widens or negates the search: either the printer
+    # ticket is found because all the query's words are in it, or nothing is.
+    assert result in ([printer.number], [])
+
+
+async def test_or_and_not_are_words_not_operators(core):
+    customer = await make_user(core)
+    printer = await make_ticket(core, customer, title="Printer does not print", description="")
+    await make_ticket(core, customer, title="Toaster is fine", description="")
+    # 'OR' would otherwise widen the search to the toaster; here both words must match.
+    assert await numbers(core, customer.id, "printer OR toaster") == []
+    # 'NOT' would otherwise exclude the printer ticket.
+    assert await numbers(core, customer.id, "NOT printer") == [printer.number]
+
+
+async def test_last_word_matches_as_prefix(core):
+    customer = await make_user(core)
+    ticket = await make_ticket(core, customer, title="Invoice missing", description="")
+    assert await numbers(core, customer.id, "invoi") == [ticket.number]
+    # Only the last word is a prefix: earlier words match whole.
+    assert await numbers(core, customer.id, "invoi missing") == []
+
+
+async def test_email_address_is_found(core):
+    customer = await make_user(core)
+    ticket = await make_ticket(
+        core, customer, title="Mail bounce", description="Mail to alice@example.com bounces."
+    )
+    await make_ticket(core, customer, title="Mail bounce", description="To bob@other.org.")
+    assert await numbers(core, customer.id, "alice@example.com") == [ticket.number]
+
+
+@pytest.mark.parametrize("query", ["", "   ", "ab", "  ab  ", "%"])
+async def test_short_query_is_refused(core, query):
+    customer = await make_user(core)
+    with pytest.raises(ValidationFailed) as error:
+        await search_tickets(core, actor_id=customer.id, query=query)
+    assert error.value.field == "query"
+
+
+async def test_overlong_query_is_refused(core):
+    customer = await make_user(core)
+    await search_tickets(core, actor_id=customer.id, query="a" * 200)
+    with pytest.raises(ValidationFailed) as error:
+        await search_tickets(core, actor_id=customer.id, query="a" * 201)
+    assert error.value.field == "query"
+
+
+async def test_search_is_rate_limited_per_actor(core, database_url, clock):
+    limited = Core(
+        db=core.db,
+        settings=settings_with(database_url, search_limit=2, search_window_seconds=60),
+        clock=clock,
+    )
+    alice = await make_user(core)
+    bob = await make_user(core)
+    for _ in range(2):
+        await search_tickets(limited, actor_id=alice.id, query="anything")
+    with pytest.raises(RateLimited):
+        await search_tickets(limited, actor_id=alice.id, query="anything")
+    await search_tickets(limited, actor_id=bob.id, query="anything")  # a separate budget
+    clock.advance(seconds=60)
+    await search_tickets(limited, actor_id=alice.id, query="anything")
+
+
+async def test_pagination_totals_and_pages(core, clock):
+    customer = await make_user(core)
+    created = []
+    for n in range(23):
+        clock.advance(minutes=1)
+        created.append((await make_ticket(core, customer, title=f"Scanner fault {n}")).number)
+    await make_ticket(core, customer, title="Unrelated")
+    seen: list[int] = []
+    for page_number, size in ((1, 10), (2, 10), (3, 3)):
+        page = await search_tickets(
+            core, actor_id=customer.id, query="scanner", page=page_number, page_size=10
+        )
+        assert page.total == 23 and page.page == page_number and page.pages == 3
+        assert len(page.items) == size
+        seen += [hit.ticket.number for hit in page.items]
+    beyond = await search_tickets(core, actor_id=customer.id, query="scanner", page=9)
+    assert beyond.items == () and beyond.total == 23
+    # Equal ranks: newest first, and no ticket twice across pages.
+    assert seen == list(reversed(created))
+
+
+async def test_title_match_ranks_above_description_match(core, clock):
+    customer = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    in_title = await make_ticket(core, customer, title="Router reboots", description="Daily.")
+    clock.advance(minutes=1)
+    in_description = await make_ticket(
+        core, customer, title="Network problem", description="The router reboots nightly."
+    )
+    clock.advance(minutes=1)
+    in_reply = await make_ticket(core, customer, title="Network slow", description="Very.")
+    await add_reply(
+        core, actor_id=agent.id, ticket=in_reply.number, body="Check the router.", internal=False
+    )
+    page = await search_tickets(core, actor_id=customer.id, query="router")
+    assert [hit.ticket.number for hit in page.items] == [
+        in_title.number,
+        in_description.number,
+        in_reply.number,
+    ]
+    ranks = [hit.rank for hit in page.items]
+    assert ranks == sorted(ranks, reverse=True) and ranks[0] > ranks[1]
+
+
+async def test_snippet_shows_the_matching_description_words(core):
+    customer = await make_user(core)
+    before = " ".join(f"before{n}" for n in range(60))
+    after = " ".join(f"after{n}" for n in range(60))
+    await make_ticket(
+        core,
+        customer,
+        title="Long story",
+        description=f"{before} the projector bulb exploded {after}",
+    )
+    page = await search_tickets(core, actor_id=customer.id, query="projector")
+    snippet = page.items[0].snippet
+    assert "projector" in snippet and len(snippet) <= 200
+    assert "before0 " not in snippet  # the excerpt is around the match, not the start
+
+
+async def test_snippet_never_contains_note_text(core):
+    customer = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer, title="Payment failed", description="Card declined")
+    await add_reply(
+        core,
+        actor_id=agent.id,
+        ticket=ticket.number,
+        body="payment fraud suspected SECRETNOTE",
+        internal=True,
+    )
+    await add_reply(
+        core,
+        actor_id=agent.id,
+        ticket=ticket.number,
+        body="We are checking the payment.",
+        internal=False,
+    )
+    for actor in (customer, agent):
+        for query in ("payment", "payment fraud", "declined"):
+            page = await search_tickets(core, actor_id=actor.id, query=query)
+            for hit in page.items:
+                assert "SECRETNOTE" not in hit.snippet and "fraud" not in hit.snippet

@@ -1,0 +1,549 @@
+"""The SLA scan: alerts once per ticket and threshold, only for tickets still awaiting a first
+response, isolated failures, the scheduler around it, and `/ticket sla`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, select, text, update
+from sqlalchemy.exc import OperationalError
+
+from bot import scheduler as sched
+from core import sla
+from core.context import Core
+from core.enums import Priority, Role, SlaThreshold, Status
+from core.errors import Forbidden
+from core.models import OutboxMessage, SlaAlert, Ticket
+from core.outbox import OutboxKind
+from core.replies import add_reply
+from core.tickets import assign_ticket, change_priority, change_status, delete_ticket
+from tests.conftest import test_settings as settings_for
+from tests.factories import make_company, make_ticket, make_user
+
+# Defaults: medium = 8 h target, warning at 75 % = 6 h.
+WARNING = timedelta(hours=6)
+BREACH = timedelta(hours=8)
+
+
+async def claims(core: Core) -> list[tuple[uuid.UUID, str]]:
+    async with core.db.transaction() as session:
+        rows = await session.execute(
+            select(SlaAlert.ticket_id, SlaAlert.threshold).order_by(SlaAlert.id)
+        )
+        return [(r.ticket_id, r.threshold) for r in rows]
+
+
+async def messages(core: Core, kind: OutboxKind) -> list[OutboxMessage]:
+    async with core.db.transaction() as session:
+        rows = await session.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == kind.value).order_by(OutboxMessage.id)
+        )
+        return list(rows)
+
+
+async def manager_alerts(core: Core) -> list[tuple[uuid.UUID, str]]:
+    return [
+        (m.ticket_id, m.payload["threshold"])
+        for m in await messages(core, OutboxKind.MANAGER_ALERT)
+    ]
+
+
+async def next_alert_at(core: Core, ticket_id: uuid.UUID) -> datetime | None:
+    async with core.db.transaction() as session:
+        return await session.scalar(select(Ticket.sla_next_alert_at).where(Ticket.id == ticket_id))
+
+
+async def force_due(core: Core, ticket_id: uuid.UUID, moment: datetime) -> None:
+    """Put a ticket back in the scan's index, bypassing the services (defence-in-depth tests)."""
+    async with core.db.transaction() as session:
+        await session.execute(
+            update(Ticket.__table__).where(Ticket.id == ticket_id).values(sla_next_alert_at=moment)
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# thresholds
+
+
+async def test_warning_then_breach_each_alert_exactly_once_over_repeated_scans(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer)
+    await assign_ticket(core, actor_id=agent.id, ticket=ticket.number, assignee_id=agent.id)
+    start = clock.now()
+
+    clock.set(start + WARNING - timedelta(seconds=1))
+    assert (await sla.scan(core)).alerts == ()
+
+    clock.set(start + WARNING)
+    result = await sla.scan(core)
+    assert [(a.ticket_id, a.threshold) for a in result.alerts] == [
+        (ticket.id, SlaThreshold.WARNING)
+    ]
+    assert await next_alert_at(core, ticket.id) == start + BREACH
+    for _ in range(3):
+        clock.advance(minutes=30)
+        assert (await sla.scan(core)).alerts == ()
+
+    clock.set(start + BREACH)
+    assert [a.threshold for a in (await sla.scan(core)).alerts] == [SlaThreshold.BREACH]
+    for _ in range(3):
+        clock.advance(hours=5)
+        assert (await sla.scan(core)).due == 0
+
+    assert await claims(core) == [(ticket.id, "warning"), (ticket.id, "breach")]
+    alerts = await messages(core, OutboxKind.MANAGER_ALERT)
+    assert [m.payload["threshold"] for m in alerts] == ["warning", "breach"]
+    assert alerts[0].payload["waited_seconds"] == WARNING.total_seconds()
+    assert alerts[1].payload["due_at"] == (start + BREACH).isoformat()
+    assert alerts[0].thread_key == alerts[1].thread_key  # one ticket's alerts stay in order
+    dms = await messages(core, OutboxKind.ASSIGNEE_DM)  # self-assignment sent none
+    assert [
+        (m.payload["event"], m.payload["threshold"], m.payload["assignee_id"]) for m in dms
+    ] == [("sla_breach", "breach", agent.id)]
+    assert await next_alert_at(core, ticket.id) is None
+
+
+async def test_ticket_past_both_thresholds_alerts_warning_then_breach_in_one_scan(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    ticket = await make_ticket(core, customer)
+    clock.advance(BREACH + timedelta(hours=1))
+
+    result = await sla.scan(core)
+
+    assert [a.threshold for a in result.alerts] == [SlaThreshold.WARNING, SlaThreshold.BREACH]
+    assert await manager_alerts(core) == [(ticket.id, "warning"), (ticket.id, "breach")]
+    assert await next_alert_at(core, ticket.id) is None
+
+
+async def test_breach_without_assignee_sends_no_dm_but_refreshes_the_card(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    ticket = await make_ticket(core, customer)
+    before = len(await messages(core, OutboxKind.STAFF_CARD_REFRESH))
+    clock.advance(BREACH)
+
+    await sla.scan(core)
+
+    assert await messages(core, OutboxKind.ASSIGNEE_DM) == []
+    refreshes = await messages(core, OutboxKind.STAFF_CARD_REFRESH)
+    assert [m.payload.get("event") for m in refreshes[before:]] == ["sla_warning", "sla_breach"]
+    assert all(m.ticket_id == ticket.id for m in refreshes)
+
+
+async def test_a_threshold_claimed_elsewhere_is_not_alerted_again(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    ticket = await make_ticket(core, customer)
+    clock.advance(WARNING)
+    async with core.db.transaction() as session:
+        session.add(
+            SlaAlert(
+                ticket_id=ticket.id,
+                threshold="warning",
+                due_at=clock.now(),
+                created_at=clock.now(),
+            )
+        )
+
+    result = await sla.scan(core)
+
+    assert result.alerts == () and result.already_claimed == 1
+    assert await manager_alerts(core) == []
+    assert await next_alert_at(core, ticket.id) == ticket.created_at + BREACH
+
+
+async def test_scan_batches_respect_the_limit_and_report_more(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    tickets = [await make_ticket(core, customer) for _ in range(5)]
+    clock.advance(WARNING)
+
+    first = await sla.scan(core, limit=3)
+    second = await sla.scan(core, limit=3)
+
+    assert (first.due, first.more, second.due, second.more) == (3, True, 2, False)
+    assert sorted(t for t, _ in await manager_alerts(core)) == sorted(t.id for t in tickets)
+
+
+# --------------------------------------------------------------------------------------------
+# what stops or moves the clock
+
+
+async def test_no_alert_after_a_first_public_staff_reply(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer)
+    clock.advance(WARNING)
+    await sla.scan(core)  # warning sent
+    clock.advance(minutes=10)
+    await add_reply(core, actor_id=agent.id, ticket=ticket.number, body="Looking", internal=False)
+
+    clock.advance(days=3)
+    result = await sla.scan(core)
+
+    assert result.due == 0
+    assert await manager_alerts(core) == [(ticket.id, "warning")]
+
+
+async def test_internal_note_does_not_stop_the_clock(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer)
+    clock.advance(hours=1)
+    await add_reply(core, actor_id=agent.id, ticket=ticket.number, body="Hmm", internal=True)
+    await add_reply(
+        core, actor_id=customer.id, ticket=ticket.number, body="Any news?", internal=False
+    )
+
+    clock.advance(BREACH)
+    await sla.scan(core)
+
+    assert await manager_alerts(core) == [(ticket.id, "warning"), (ticket.id, "breach")]
+
+
+async def test_raising_the_priority_recomputes_the_deadline_from_the_clock_start(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer, priority=Priority.MEDIUM)
+    clock.advance(minutes=25)
+    assert (await sla.scan(core)).due == 0
+
+    # urgent: 30 min target, warning at 22.5 min, both counted from creation.
+    await change_priority(core, actor_id=agent.id, ticket=ticket.number, priority=Priority.URGENT)
+    assert (await sla.scan(core)).alerts[0].threshold is SlaThreshold.WARNING
+    assert await next_alert_at(core, ticket.id) == ticket.created_at + timedelta(minutes=30)
+    clock.advance(minutes=5)
+    assert [a.threshold for a in (await sla.scan(core)).alerts] == [SlaThreshold.BREACH]
+
+
+async def test_lowering_the_priority_postpones_the_alerts(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer, priority=Priority.HIGH)  # 2 h
+    await change_priority(core, actor_id=agent.id, ticket=ticket.number, priority=Priority.LOW)
+
+    clock.advance(hours=17)  # past the high warning, before the low one (18 h)
+    assert (await sla.scan(core)).due == 0
+    clock.advance(hours=1)
+    assert [a.threshold for a in (await sla.scan(core)).alerts] == [SlaThreshold.WARNING]
+
+
+async def test_reopening_an_unanswered_ticket_restarts_the_clock(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer)
+    clock.advance(hours=1)
+    await change_status(core, actor_id=agent.id, ticket=ticket.number, status=Status.RESOLVED)
+    clock.advance(days=2)
+    reopened_at = clock.now()
+    await change_status(core, actor_id=customer.id, ticket=ticket.number, status=Status.OPEN)
+
+    clock.set(reopened_at + WARNING - timedelta(seconds=1))
+    assert (await sla.scan(core)).due == 0
+    clock.set(reopened_at + WARNING)
+    assert [a.threshold for a in (await sla.scan(core)).alerts] == [SlaThreshold.WARNING]
+
+
+@pytest.mark.parametrize("status", [Status.RESOLVED, Status.CLOSED])
+async def test_resolved_and_closed_tickets_never_alert(core, clock, status):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer)
+    await change_status(core, actor_id=agent.id, ticket=ticket.number, status=status)
+
+    clock.advance(days=10)
+    assert (await sla.scan(core)).due == 0
+    # Even if the bookkeeping column were left set, the scan's own conditions exclude them.
+    await force_due(core, ticket.id, clock.now() - timedelta(hours=1))
+    assert (await sla.scan(core)).due == 0
+    assert await claims(core) == []
+
+
+async def test_deleted_tickets_never_alert(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    manager = await make_user(core, Role.MANAGER)
+    ticket = await make_ticket(core, customer)
+    clock.advance(hours=7)
+    await delete_ticket(core, actor_id=manager.id, ticket=ticket.number)
+
+    clock.advance(days=10)
+    assert (await sla.scan(core)).due == 0
+    await force_due(core, ticket.id, clock.now() - timedelta(hours=1))
+    assert (await sla.scan(core)).due == 0
+    assert await claims(core) == []
+
+
+async def test_answered_ticket_with_a_stale_next_alert_is_not_alerted(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer)
+    await add_reply(core, actor_id=agent.id, ticket=ticket.number, body="Hi", internal=False)
+    await force_due(core, ticket.id, clock.now())
+
+    clock.advance(days=1)
+    assert (await sla.scan(core)).due == 0
+
+
+# --------------------------------------------------------------------------------------------
+# failures
+
+
+async def test_a_failing_ticket_is_logged_and_the_others_still_alert(
+    core, clock, monkeypatch, caplog
+):
+    customer = await make_user(core, Role.CUSTOMER)
+    good_1, bad, good_2 = [await make_ticket(core, customer) for _ in range(3)]
+    clock.advance(WARNING)
+    real_payload = sla._alert_payload
+
+    def payload(row, alert, now, policy):
+        if row.id == bad.id:
+            raise RuntimeError("cannot render this one")
+        return real_payload(row, alert, now, policy)
+
+    monkeypatch.setattr(sla, "_alert_payload", payload)
+    with caplog.at_level(logging.WARNING, logger="core.sla"):
+        result = await sla.scan(core)
+
+    assert result.failed == (bad.id,)
+    assert sorted(t for t, _ in await manager_alerts(core)) == sorted([good_1.id, good_2.id])
+    assert (bad.id, "warning") not in await claims(core)  # its claim was rolled back
+    assert any(
+        r.message == "sla alert failed" and r.ticket_id == str(bad.id) for r in caplog.records
+    )
+
+    monkeypatch.setattr(sla, "_alert_payload", real_payload)
+    retry = await sla.scan(core)
+    assert [(a.ticket_id, a.threshold) for a in retry.alerts] == [(bad.id, SlaThreshold.WARNING)]
+
+
+def fail_once(core: Core, prefix: str, error: Exception):
+    """Make the engine fail the first statement starting with `prefix` (then behave)."""
+    engine = core.db.engine.sync_engine
+    pending = [error]
+
+    def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):
+        if pending and statement.lstrip().upper().startswith(prefix):
+            raise OperationalError(statement, parameters, pending.pop())
+
+    event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    return lambda: event.remove(engine, "before_cursor_execute", before_cursor_execute)
+
+
+async def test_a_scan_hitting_a_database_error_is_logged_and_the_next_run_succeeds(
+    core, clock, caplog
+):
+    customer = await make_user(core, Role.CUSTOMER)
+    ticket = await make_ticket(core, customer)
+    clock.advance(WARNING)
+    restore = fail_once(core, "SELECT TICKETS.ID", ConnectionError("connection reset by peer"))
+    try:
+        with caplog.at_level(logging.ERROR, logger="bot.scheduler"):
+            assert await sched.run_sla_scan(core) is None
+    finally:
+        restore()
+    assert any("sla scan failed" in r.message and r.exc_info for r in caplog.records)
+    assert await claims(core) == []
+
+    results = await sched.run_sla_scan(core)
+
+    assert results is not None and [a.ticket_id for a in results[0].alerts] == [ticket.id]
+    assert await manager_alerts(core) == [(ticket.id, "warning")]
+
+
+async def test_a_statement_failing_mid_batch_is_retried_ticket_by_ticket_in_the_same_scan(
+    core, clock
+):
+    customer = await make_user(core, Role.CUSTOMER)
+    ticket = await make_ticket(core, customer)
+    clock.advance(WARNING)
+    restore = fail_once(core, "UPDATE TICKETS", RuntimeError("disk I/O error"))
+    try:
+        first = await sla.scan(core)
+    finally:
+        restore()
+
+    # The batch rolled back to its savepoint; the per-ticket retry inside the scan succeeded.
+    assert [a.ticket_id for a in first.alerts] == [ticket.id] and first.failed == ()
+    assert await claims(core) == [(ticket.id, "warning")]
+    assert await manager_alerts(core) == [(ticket.id, "warning")]
+
+
+# --------------------------------------------------------------------------------------------
+# scheduler
+
+
+async def test_scheduler_has_one_scan_job_that_never_overlaps(core):
+    scheduler = sched.build_scheduler(core, interval_seconds=30)
+    jobs = scheduler.get_jobs()
+    assert [j.id for j in jobs] == [sched.SLA_JOB_ID]
+    job = jobs[0]
+    assert job.max_instances == 1 and job.coalesce is True
+    assert job.trigger.interval == timedelta(seconds=30)
+    assert job.func is sched.run_sla_scan and job.args == (core,)
+    assert job.kwargs == {"batch_size": 500}
+
+
+async def test_scheduler_keeps_running_after_a_run_that_raises(core, monkeypatch, caplog):
+    calls: list[int] = []
+    second_run = asyncio.Event()
+
+    async def fake_scan(core_, *, limit):
+        calls.append(limit)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        second_run.set()
+        return sla.ScanResult(due=0, alerts=(), already_claimed=0, failed=(), limit=limit)
+
+    monkeypatch.setattr(sched, "scan", fake_scan)
+    scheduler = sched.build_scheduler(core, interval_seconds=0.01)
+    with caplog.at_level(logging.ERROR, logger="bot.scheduler"):
+        scheduler.start()
+        try:
+            await asyncio.wait_for(second_run.wait(), timeout=10)
+        finally:
+            scheduler.shutdown(wait=False)
+    assert len(calls) >= 2
+    assert any("sla scan failed" in r.message for r in caplog.records)
+
+
+async def test_a_full_batch_makes_the_run_scan_again(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    for _ in range(5):
+        await make_ticket(core, customer)
+    clock.advance(WARNING)
+
+    results = await sched.run_sla_scan(core, batch_size=2)
+
+    assert results is not None and [r.due for r in results] == [2, 2, 1]
+    assert len(await manager_alerts(core)) == 5
+
+
+# --------------------------------------------------------------------------------------------
+# the index
+
+
+async def test_scan_query_uses_the_partial_index(core, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL-only: the planner's choice is checked with EXPLAIN")
+    customer = await make_user(core, Role.CUSTOMER)
+    now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    async with core.db.transaction() as session:
+        # 4,000 tickets, of which 3,900 answered (not in the index) and 20 due.
+        await session.execute(
+            text(
+                """
+                INSERT INTO tickets (id, number, title, status, priority, customer_id,
+                    created_by_id, created_at, updated_at, first_response_at, sla_started_at,
+                    sla_warning_at, sla_breach_at, sla_next_alert_at)
+                SELECT gen_random_uuid(), g, 't', 'open', 'medium', :c, :c,
+                    n - interval '1 day', n - interval '1 day',
+                    CASE WHEN g > 100 THEN n END,
+                    n - interval '1 day', n + (g - 20) * interval '1 minute',
+                    n + interval '1 day',
+                    CASE WHEN g <= 100 THEN n + (g - 20) * interval '1 minute' END
+                FROM generate_series(1, 4000) AS g, CAST(:now AS timestamptz) AS n
+                """
+            ),
+            {"c": customer.id, "now": now},
+        )
+    async with core.db.transaction() as session:
+        await session.execute(text("ANALYZE tickets"))
+        query = sla.due_query(now, 500).with_for_update(skip_locked=True, of=Ticket.__table__)
+        compiled = query.compile(
+            dialect=session.bind.dialect, compile_kwargs={"literal_binds": True}
+        )
+        plan = "\n".join((await session.execute(text(f"EXPLAIN {compiled}"))).scalars().all())
+    assert "ix_tickets_sla_next_alert" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    result = await sla.scan(Core(db=core.db, settings=core.settings, clock=_At(now)))
+    assert result.due == 20
+
+
+class _At:
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+# --------------------------------------------------------------------------------------------
+# /ticket sla
+
+
+async def test_at_risk_lists_at_risk_and_breached_tickets_soonest_breach_first(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    low = await make_ticket(core, customer, priority=Priority.LOW)  # 24 h: on track
+    medium = await make_ticket(core, customer, priority=Priority.MEDIUM)  # at risk at 6 h
+    clock.advance(hours=1)
+    urgent = await make_ticket(core, customer, priority=Priority.URGENT)  # breached at 1.5 h
+    answered = await make_ticket(core, customer, priority=Priority.URGENT)
+    await add_reply(core, actor_id=agent.id, ticket=answered.number, body="Hi", internal=False)
+    clock.advance(hours=6)
+
+    listed = await sla.at_risk(core, actor_id=agent.id)
+
+    assert [(item.ticket.id, item.state) for item in listed] == [
+        (urgent.id, sla.SlaState.BREACHED),
+        (medium.id, sla.SlaState.AT_RISK),
+    ]
+    assert listed[0].remaining == timedelta(minutes=-330)
+    assert listed[1].breach_at == medium.created_at + BREACH
+    assert listed[1].waited == timedelta(hours=7)
+    assert low.id not in {item.ticket.id for item in listed}
+
+
+async def test_at_risk_is_staff_only_and_scoped_to_visible_tickets(core, clock):
+    ours = await make_company(core)
+    theirs = await make_company(core)
+    customer = await make_user(core, Role.CUSTOMER, company_id=ours)
+    other = await make_user(core, Role.CUSTOMER, company_id=theirs)
+    corporate = await make_user(core, Role.CORPORATE, company_id=ours)
+    mine = await make_ticket(core, customer)
+    await make_ticket(core, other)
+    clock.advance(BREACH)
+
+    with pytest.raises(Forbidden):
+        await sla.at_risk(core, actor_id=customer.id)
+    assert [i.ticket.id for i in await sla.at_risk(core, actor_id=corporate.id)] == [mine.id]
+
+
+def test_sla_state_of_a_ticket_view():
+    base = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+    class View:
+        first_response_at = None
+        status = Status.OPEN
+        deleted_at = None
+        sla_warning_at = base + WARNING
+        sla_breach_at = base + BREACH
+
+    view = View()
+    assert sla.sla_state(view, base) is sla.SlaState.ON_TRACK  # type: ignore[arg-type]
+    assert sla.sla_state(view, base + WARNING) is sla.SlaState.AT_RISK  # type: ignore[arg-type]
+    assert sla.sla_state(view, base + BREACH) is sla.SlaState.BREACHED  # type: ignore[arg-type]
+    view.first_response_at = base
+    assert sla.sla_state(view, base + BREACH) is sla.SlaState.MET  # type: ignore[arg-type]
+    view.first_response_at = None
+    view.status = Status.CLOSED
+    assert sla.sla_state(view, base + BREACH) is sla.SlaState.NONE  # type: ignore[arg-type]
+
+
+async def test_scan_uses_a_settings_target_in_seconds(core, clock, database_url):
+    fast = Core(
+        db=core.db,
+        settings=settings_for(database_url, sla_targets="urgent=40s,high=1m,medium=2m,low=3m"),
+        clock=clock,
+    )
+    customer = await make_user(fast, Role.CUSTOMER)
+    ticket = await make_ticket(fast, customer, priority=Priority.URGENT)
+    clock.advance(seconds=30)
+    assert [a.threshold for a in (await sla.scan(fast)).alerts] == [SlaThreshold.WARNING]
+    clock.advance(seconds=10)
+    assert [(a.ticket_id, a.threshold) for a in (await sla.scan(fast)).alerts] == [
+        (ticket.id, SlaThreshold.BREACH)
+    ]
