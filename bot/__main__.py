@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
     except SettingsError as error:
+        if args.command == "check":
+            for problem in error.problems:
+                print(f"FAIL {problem}")
+            return 1
         print(error, file=sys.stderr)
         return 2
     configure_logging(
@@ -124,11 +128,11 @@ async def _serve(settings: BotSettings) -> int:
         socket_handler = AsyncSocketModeHandler(
             server.app, settings.slack_app_token.get_secret_value()
         )
-        await socket_handler.connect_async()
+        await socket_handler.connect_async()  # type: ignore[no-untyped-call]
     print(f"ticketbot is serving on {server.base_url}", file=sys.stderr)
     await stop.wait()
     if socket_handler is not None:
-        await socket_handler.close_async()
+        await socket_handler.close_async()  # type: ignore[no-untyped-call]
     await server.stop()
     await server.core.close()
     return 0

@@ -4,20 +4,28 @@ the outbox worker and the SLA scheduler, started and stopped together."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+import uuid
+from datetime import datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
+from sqlalchemy import text
 
 from bot.delivery import OutboxWorker
 from bot.errors import user_message
 from bot.listeners import register_listeners
 from bot.listeners.common import tell_user
 from bot.listeners.registry import Registry
+from bot.logs import REQUEST_ID
+from bot.metrics import CONTENT_TYPE, BotMetrics, RequestInfo, describe_request
 from bot.runtime import Runtime, build_runtime
 from bot.settings import BotSettings
 from core import outbox
@@ -27,6 +35,7 @@ from core.errors import DomainError
 from migrations import run_migrations
 
 log = logging.getLogger("bot.app")
+access_log = logging.getLogger("bot.access")
 
 
 class StartupError(Exception):
@@ -122,6 +131,12 @@ class BotServer:
         self._scheduler: Any = None
         self.base_url = ""
         self.team_id: str | None = None
+        self.metrics = BotMetrics()
+        # The last auth.test: None when it succeeded, else what Slack said; /readyz repeats it
+        # at most every READINESS_SLACK_RECHECK_SECONDS.
+        self.slack_problem: str | None = "auth.test has not run"
+        self._slack_checked_at: datetime | None = None
+        self._slack_check_lock = asyncio.Lock()
 
     async def check_slack(self, runtime: Runtime) -> None:
         """auth.test, then the staff channel must exist, be private and have the bot in it."""
@@ -134,7 +149,10 @@ class BotServer:
             ) from None
         self.team_id = auth.get("team_id")
         runtime.identity.team_id = self.team_id
+        self.slack_problem = None
+        self._slack_checked_at = self.core.clock.now()
         channel = self.settings.staff_channel_id
+        assert channel is not None  # missing_for_serving() was checked first
         try:
             info = await runtime.client.conversations_info(channel=channel)
         except SlackApiError as error:
@@ -156,6 +174,8 @@ class BotServer:
         if self.migrate:
             await run_migrations(self.settings.database_url)
         runtime = build_runtime(self.settings, core=self.core)
+        runtime.metrics = self.metrics
+        self.metrics.watch_in_flight(lambda: runtime.in_flight)
         self.runtime = runtime
         await self.check_slack(runtime)
         self.app, self.registry = build_app(self.settings, runtime)
@@ -163,12 +183,14 @@ class BotServer:
         web_app.router.add_post("/slack/events", self._handle_slack)
         web_app.router.add_get("/healthz", self._healthz)
         web_app.router.add_get("/readyz", self._readyz)
+        if self.settings.metrics_enabled:
+            web_app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        bound = [a for a in self._runner.addresses if isinstance(a, tuple) and len(a) >= 2]
+        port = int(bound[0][1]) if bound else self.settings.port
         host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
         self.base_url = f"http://{host}:{port}"
         if self.run_worker:
@@ -194,35 +216,123 @@ class BotServer:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
         if self._runner is not None:
             await self._runner.cleanup()
-        if self.runtime is not None:
-            await self.runtime.client.session.close() if getattr(
-                self.runtime.client, "session", None
-            ) else None
+        session = getattr(self.runtime.client, "session", None) if self.runtime else None
+        if session is not None:
+            await session.close()
 
     async def _handle_slack(self, request: web.Request) -> web.Response:
+        """Dispatch to bolt, timing the ack; one access-log line and one metric per request.
+
+        The request id is returned as X-Request-Id, passed to listeners as
+        context["request_id"] and attached to every log record written while handling it."""
         assert self.app is not None
-        bolt_request = await to_bolt_request(request)
-        bolt_response = await self.app.async_dispatch(bolt_request)
-        return await to_aiohttp_response(bolt_response)
+        request_id = uuid.uuid4().hex
+        started = time.perf_counter()
+        reset = REQUEST_ID.set(request_id)
+        info = RequestInfo("other")
+        status = 500
+        try:
+            try:
+                bolt_request = await to_bolt_request(request)
+            except ValueError:  # a body that is neither a form nor JSON
+                status = 400
+                response = web.Response(status=400, text="malformed request body")
+            else:
+                info = describe_request(bolt_request.body)
+                bolt_request.context["request_id"] = request_id
+                bolt_response = await self.app.async_dispatch(bolt_request)
+                status = bolt_response.status
+                response = await to_aiohttp_response(bolt_response)
+            response.headers["X-Request-Id"] = request_id
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.observe_request(info.kind, status, elapsed)
+            access_log.info(
+                "slack request",
+                extra={
+                    "request_id": request_id,
+                    "kind": info.kind,
+                    "action": info.action,
+                    "user": info.user,
+                    "status": status,
+                    "latency_ms": round(elapsed * 1000, 1),
+                    "retry_num": request.headers.get("X-Slack-Retry-Num"),
+                },
+            )
+            REQUEST_ID.reset(reset)
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        """The process is alive and its event loop answers."""
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        problems: dict[str, str] = {}
+        """Ready to take traffic: the database answers, Slack accepts the token, and the outbox
+        backlog is below READINESS_MAX_BACKLOG. 503 names every failing check."""
+        database, slack = await asyncio.gather(self._database_check(), self._slack_check())
+        checks = {**database, "slack": slack or "ok"}
+        failing = sorted(name for name, state in checks.items() if state != "ok")
+        body: dict[str, Any] = {"status": "unready" if failing else "ok", "checks": checks}
+        if failing:
+            body["failing"] = failing
+        return web.json_response(body, status=503 if failing else 200)
+
+    async def _database_check(self) -> dict[str, str]:
+        timeout = self.settings.health_timeout_seconds
+
+        async def ping_and_count() -> int:
+            async with self.core.db.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            return await outbox.backlog(self.core)
+
         try:
-            pending = await outbox.backlog(self.core)
-            if pending > self.settings.readiness_max_backlog:
-                problems["outbox"] = f"{pending} messages waiting"
+            pending = await asyncio.wait_for(ping_and_count(), timeout=timeout)
+        except TimeoutError:
+            return {"database": f"no answer within {timeout:g} s", "outbox": "unknown"}
         except Exception as error:
-            problems["database"] = type(error).__name__
-        status = 200 if not problems else 503
-        return web.json_response(
-            {"status": "ok" if not problems else "unready", **problems}, status=status
-        )
+            return {"database": f"unreachable ({type(error).__name__})", "outbox": "unknown"}
+        limit = self.settings.readiness_max_backlog
+        if pending > limit:
+            return {"database": "ok", "outbox": f"{pending} messages waiting (limit {limit})"}
+        return {"database": "ok", "outbox": "ok"}
+
+    async def _slack_check(self) -> str | None:
+        """None when Slack accepts the token. auth.test is repeated at most every
+        READINESS_SLACK_RECHECK_SECONDS; a refusal (invalid_auth, token_revoked, ...) makes the
+        replica unready, while a network failure or a Slack outage keeps the last result: acks
+        do not need Slack, and taking every replica out of the load balancer would not help."""
+        runtime = self.runtime
+        if runtime is None:
+            return self.slack_problem
+        async with self._slack_check_lock:
+            now = self.core.clock.now()
+            last = self._slack_checked_at
+            interval = self.settings.readiness_slack_recheck_seconds
+            if last is not None and (now - last).total_seconds() < interval:
+                return self.slack_problem
+            try:
+                await asyncio.wait_for(
+                    runtime.client.auth_test(), timeout=self.settings.health_timeout_seconds
+                )
+            except SlackApiError as error:
+                response = error.response
+                code = str(response.get("error", "")) if response is not None else ""
+                if getattr(response, "status_code", 200) == 200 and code != "ratelimited":
+                    self.slack_problem = f"auth.test refused the token: {code}"
+                else:
+                    log.warning("readiness: auth.test failed", extra={"error": code})
+            except (TimeoutError, aiohttp.ClientError, OSError) as error:
+                log.warning("readiness: Slack unreachable", extra={"error": type(error).__name__})
+            else:
+                self.slack_problem = None
+            self._slack_checked_at = now
+            return self.slack_problem
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        limit = self.settings.health_timeout_seconds
+        body = await self.metrics.render(self.core, time_limit=limit)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

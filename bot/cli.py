@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
 from bot.settings import BotSettings
 from core import audit
 from core.context import Core
 from core.enums import Role
 from core.models import User
-from migrations import run_migrations
+from migrations import alembic_config, run_migrations
 
 
 async def roles_command(settings: BotSettings, args: argparse.Namespace) -> int:
@@ -29,9 +33,11 @@ async def roles_command(settings: BotSettings, args: argparse.Namespace) -> int:
                     .order_by(User.role, User.display_name)
                 )
                 found = list(rows)
-                for user in found:
-                    state = "" if user.is_active else " (inactive)"
-                    print(f"{user.slack_user_id:12} {user.role:10} {user.display_name}{state}")
+                for member in found:
+                    state = "" if member.is_active else " (inactive)"
+                    print(
+                        f"{member.slack_user_id:12} {member.role:10} {member.display_name}{state}"
+                    )
                 if not found:
                     print("no staff yet: python -m bot roles set U0123ABCD admin")
                 return 0
@@ -68,50 +74,129 @@ async def roles_command(settings: BotSettings, args: argparse.Namespace) -> int:
         await core.close()
 
 
+# How long `check` waits for the database or Slack before calling it unreachable.
+CHECK_TIMEOUT_SECONDS = 10
+
+# What Slack's error codes mean for an operator, in plain words.
+SLACK_ADVICE = {
+    "invalid_auth": "the token is not valid: copy the Bot User OAuth Token (xoxb-...) from "
+    "OAuth & Permissions again",
+    "not_authed": "no token was sent: set SLACK_BOT_TOKEN",
+    "token_revoked": "the token was revoked: reinstall the app and use the new token",
+    "account_inactive": "the app was uninstalled or its user deactivated: reinstall the app",
+    "missing_scope": "the app lacks a permission scope: update the app from app_manifest.yml "
+    "and reinstall it",
+    "channel_not_found": "no such channel for the bot: check the id (C...), and invite the bot "
+    "if it is a private channel (/invite @ticketbot)",
+    "not_in_channel": "the bot is not a member: invite it with /invite @ticketbot",
+}
+
+
+def _slack_problem(what: str, error: SlackApiError) -> str:
+    response = error.response
+    code = str(response.get("error", "")) if response is not None else ""
+    advice = SLACK_ADVICE.get(code, "see the README's troubleshooting section")
+    needed = response.get("needed") if response is not None else None
+    if code == "missing_scope" and needed:
+        advice += f" (needed: {needed})"
+    return f"{what}: Slack answered {code or 'an error'}: {advice}"
+
+
 async def check_command(settings: BotSettings) -> int:
-    """Validate configuration, then reach the database and Slack; print what is wrong."""
+    """Validate configuration, then reach the database and Slack; print one `ok` line per
+    check that passed and one `FAIL` line, in plain words, per problem. Exit status 1 when
+    anything failed."""
     problems: list[str] = []
     missing = settings.missing_for_serving()
     if missing:
-        problems.append("missing settings: " + ", ".join(missing))
-    core = Core.from_settings(settings)
-    try:
-        async with core.db.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        print(f"ok   database reachable ({core.db.dialect})")
-    except Exception as error:
-        problems.append(f"database unreachable at DATABASE_URL: {type(error).__name__}: {error}")
-    finally:
-        await core.close()
-    if settings.slack_bot_token is not None:
-        client = AsyncWebClient(
-            token=settings.bot_token, base_url=settings.slack_api_url, timeout=10
+        problems.append(
+            "missing settings: " + ", ".join(missing) + " (see Configuration in README.md)"
         )
-        try:
-            auth = await client.auth_test()
-            print(f"ok   Slack token works (team {auth.get('team')}, bot {auth.get('user')})")
-            for name, channel in (
-                ("STAFF_CHANNEL_ID", settings.staff_channel_id),
-                ("MANAGER_CHANNEL_ID", settings.manager_channel_id),
-            ):
-                if not channel:
-                    continue
-                try:
-                    info = await client.conversations_info(channel=channel)
-                    private = info["channel"].get("is_private")
-                    if name == "STAFF_CHANNEL_ID" and not private:
-                        problems.append(f"{name} {channel} is public: it must be a private channel")
-                    else:
-                        print(f"ok   {name} {channel} reachable")
-                except SlackApiError as error:
-                    problems.append(
-                        f"{name} {channel}: {error.response.get('error')} "
-                        "(is the bot invited to the channel?)"
-                    )
-        except SlackApiError as error:
-            problems.append(f"Slack refused the token: {error.response.get('error')}")
-        except Exception as error:
-            problems.append(f"Slack unreachable at SLACK_API_URL: {type(error).__name__}")
+    else:
+        mode = "Socket Mode" if settings.socket_mode else "HTTP mode"
+        print(f"ok   configuration complete ({mode})")
+    problems += await _check_database(settings)
+    if settings.slack_bot_token is not None:
+        problems += await _check_slack(settings)
     for problem in problems:
         print(f"FAIL {problem}")
+    if not problems:
+        print("ok   ticketbot can serve")
     return 1 if problems else 0
+
+
+async def _check_database(settings: BotSettings) -> list[str]:
+    where = make_url(settings.database_url).render_as_string(hide_password=True)
+    core = Core.from_settings(settings)
+
+    async def reach() -> tuple[str | None, tuple[str, ...]]:
+        async with core.db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            current = await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+        heads = tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
+        return current, heads
+
+    try:
+        current, heads = await asyncio.wait_for(reach(), timeout=CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return [f"database at {where} did not answer within {CHECK_TIMEOUT_SECONDS:g} s"]
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        detail = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+        return [f"cannot reach the database at {where} (DATABASE_URL): {detail}"]
+    finally:
+        await core.close()
+    print(f"ok   database reachable ({core.db.dialect}, {where})")
+    if current in heads:
+        print("ok   database schema is up to date")
+    else:
+        state = f"at revision {current}" if current else "empty"
+        print(
+            f"note database schema is {state}: `serve` migrates at start, "
+            "or run `python -m bot migrate`"
+        )
+    return []
+
+
+async def _check_slack(settings: BotSettings) -> list[str]:
+    client = AsyncWebClient(
+        token=settings.bot_token, base_url=settings.slack_api_url, timeout=CHECK_TIMEOUT_SECONDS
+    )
+    try:
+        auth = await client.auth_test()
+    except SlackApiError as error:
+        return [_slack_problem("SLACK_BOT_TOKEN", error)]
+    except Exception as error:
+        return [
+            f"cannot reach Slack at {settings.slack_api_url} (SLACK_API_URL): "
+            f"{type(error).__name__}"
+        ]
+    print(f"ok   Slack accepts the token (workspace {auth.get('team')}, bot @{auth.get('user')})")
+    problems: list[str] = []
+    for name, channel in (
+        ("STAFF_CHANNEL_ID", settings.staff_channel_id),
+        ("MANAGER_CHANNEL_ID", settings.manager_channel_id),
+    ):
+        if not channel:
+            continue
+        try:
+            info = (await client.conversations_info(channel=channel))["channel"]
+        except SlackApiError as error:
+            problems.append(_slack_problem(f"{name} {channel}", error))
+            continue
+        label = f"{name} {channel} (#{info.get('name', '?')})"
+        if name == "STAFF_CHANNEL_ID" and not info.get("is_private"):
+            problems.append(
+                f"{label} is a public channel: internal notes are posted there, so it must be "
+                "private. Create a private channel, invite the bot and use its id"
+            )
+        elif info.get("is_archived"):
+            problems.append(f"{label} is archived: unarchive it or use another channel")
+        elif not info.get("is_member"):
+            problems.append(f"{label}: the bot is not a member: invite it with /invite @ticketbot")
+        else:
+            kind = "private" if info.get("is_private") else "public"
+            print(f"ok   {label} is {kind} and the bot is a member")
+    return problems

@@ -173,7 +173,10 @@ def _new(rest: str) -> Command:
 
 
 def _list(rest: str) -> Command:
-    usage = "/ticket list [status:open] [priority:high] [assignee:@user|me|none] [category:name] [page N]"
+    usage = (
+        "/ticket list [status:open] [priority:high] [assignee:@user|me|none] "
+        "[category:name] [page N]"
+    )
     words, page = _page_suffix(rest.split())
     filters: dict[str, str] = {}
     for word in words:

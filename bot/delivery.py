@@ -9,6 +9,7 @@ the conversation, so a message is never sent twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -100,12 +101,10 @@ class OutboxWorker:
             if handled:
                 continue
             self.runtime.outbox_wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self.runtime.outbox_wake.wait(), timeout=self.settings.outbox_poll_seconds
                 )
-            except TimeoutError:
-                pass
 
     async def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many messages were handled."""
@@ -157,6 +156,7 @@ class OutboxWorker:
                 copy=outcome.copy,
             )
             self.delivered += 1
+            self._count("delivered", message)
 
     async def _handle_slack_error(self, message: ClaimedMessage, error: SlackApiError) -> None:
         response = error.response
@@ -189,12 +189,14 @@ class OutboxWorker:
         if delay is None:
             delay = timedelta(seconds=min(900, 2 ** min(message.attempts, 10)))
         self.retried += 1
+        self._count("retried", message)
         await outbox.mark_retry(
             self.core, message_id=message.id, worker_id=self.worker_id, error=error, delay=delay
         )
 
     async def _fail(self, message: ClaimedMessage, error: str) -> None:
         self.failed += 1
+        self._count("failed", message)
         log.error(
             "outbox message failed for good",
             extra={"outbox_id": message.id, "kind": message.kind.value, "error": error},
@@ -202,6 +204,11 @@ class OutboxWorker:
         await outbox.mark_failed(
             self.core, message_id=message.id, worker_id=self.worker_id, error=error
         )
+
+    def _count(self, result: str, message: ClaimedMessage) -> None:
+        metrics = self.runtime.metrics
+        if metrics is not None:
+            metrics.record_delivery(result, message.kind)
 
     # ---------------------------------------------------------------- rendering and sending
 
@@ -267,7 +274,8 @@ class OutboxWorker:
             response = await self.client.conversations_history(
                 channel=channel, include_all_metadata=True, limit=200
             )
-        for item in response.get("messages", []) or []:
+        found: list[dict[str, Any]] = response.get("messages", []) or []
+        for item in found:
             metadata = item.get("metadata") or {}
             payload = metadata.get("event_payload") or {}
             if (

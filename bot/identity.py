@@ -6,10 +6,12 @@ whose role or profile this process changes; other replicas see the change within
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -19,6 +21,10 @@ from core.errors import Forbidden, Unavailable
 from core.views import UserView
 
 log = logging.getLogger("bot.identity")
+
+# Commands, clicks and submissions are acked only after the actor is known, and Slack wants the
+# ack within 3 seconds: a users.info that hangs must give up well before that.
+LOOKUP_TIMEOUT_SECONDS = 1.5
 
 
 @dataclass
@@ -38,8 +44,10 @@ class IdentityResolver:
         admin_ids: list[str],
         ttl_seconds: float,
         team_id: str | None = None,
+        lookup_timeout: float = LOOKUP_TIMEOUT_SECONDS,
     ) -> None:
         self.core = core
+        self.lookup_timeout = lookup_timeout
         self.client = client
         self.admin_ids = frozenset(admin_ids)
         self.ttl = ttl_seconds
@@ -55,15 +63,31 @@ class IdentityResolver:
         if entry is not None and entry.expires > time.monotonic():
             user = entry.user
         else:
-            user = await self._provision(slack_user_id)
-            self._cache[slack_user_id] = _Entry(user, time.monotonic() + self.ttl)
+            try:
+                user = await self._provision(slack_user_id)
+            except Unavailable:
+                # Slack is slow or down: someone the desk already knows goes on as they are
+                # recorded (not cached, so the profile is refreshed once Slack answers again).
+                known = await users.find_by_slack_id(self.core, slack_user_id=slack_user_id)
+                if known is None:
+                    raise
+                user = known
+            else:
+                self._cache[slack_user_id] = _Entry(user, time.monotonic() + self.ttl)
         if not user.is_active:
             raise Forbidden("Your account is not active in the support desk.")
         return user
 
     async def _provision(self, slack_user_id: str) -> UserView:
         try:
-            response = await self.client.users_info(user=slack_user_id)
+            response = await asyncio.wait_for(
+                self.client.users_info(user=slack_user_id), timeout=self.lookup_timeout
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            log.warning("users.info did not answer", extra={"error": type(error).__name__})
+            raise Unavailable(
+                "Slack could not tell who you are just now; please try again."
+            ) from None
         except SlackApiError as error:
             code = error.response.get("error") if error.response is not None else None
             if code in ("user_not_found", "user_not_visible"):

@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # Slack tokens and anything that looks like a signing secret or signature.
 _SECRET = re.compile(r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|v0=[0-9a-f]{64})")
+
+
+# The id of the Slack request being handled (set by BotServer._handle_slack); listeners run in
+# tasks that inherit it, so their records carry the request id too.
+REQUEST_ID: ContextVar[str | None] = ContextVar("ticketbot_request_id", default=None)
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
@@ -38,9 +44,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to records written while a Slack request is being handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = REQUEST_ID.get()
+        if request_id is not None and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        data = {
+        data: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -76,6 +92,7 @@ def configure_logging(
         if json_lines
         else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

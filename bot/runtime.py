@@ -6,7 +6,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -14,6 +14,9 @@ from bot.identity import IdentityResolver
 from bot.settings import BotSettings
 from core.clock import Clock
 from core.context import Core
+
+if TYPE_CHECKING:
+    from bot.metrics import BotMetrics
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -30,6 +33,7 @@ class Runtime:
     in_flight: int = 0
     error_handler: Callable[[Exception, Any], Awaitable[None]] | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: BotMetrics | None = None  # set by BotServer; the outbox worker counts into it
 
     @property
     def clock(self) -> Clock:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,14 +29,20 @@ SLA_JOB_ID = "sla_scan"
 MAX_BATCHES_PER_RUN = 20
 
 
-async def run_sla_scan(core: Core, *, batch_size: int = 500) -> list[ScanResult] | None:
+async def run_sla_scan(
+    core: Core, *, batch_size: int = 500, on_alerts: Callable[[], object] | None = None
+) -> list[ScanResult] | None:
     """One scheduled run of the SLA scan. Errors are logged, never raised, so that the
-    scheduler keeps its job; None means the run failed and the next interval will retry."""
+    scheduler keeps its job; None means the run failed and the next interval will retry.
+    `on_alerts` is called after every batch that queued alerts (e.g. to wake the outbox
+    worker in this process)."""
     results: list[ScanResult] = []
     try:
         for _ in range(MAX_BATCHES_PER_RUN):
             result = await scan(core, limit=batch_size)
             results.append(result)
+            if result.alerts and on_alerts is not None:
+                on_alerts()
             if not result.more:
                 break
     except Exception:
@@ -45,7 +52,11 @@ async def run_sla_scan(core: Core, *, batch_size: int = 500) -> list[ScanResult]
 
 
 def build_scheduler(
-    core: Core, *, interval_seconds: float, batch_size: int = 500
+    core: Core,
+    *,
+    interval_seconds: float,
+    batch_size: int = 500,
+    on_alerts: Callable[[], object] | None = None,
 ) -> AsyncIOScheduler:
     """A scheduler (not started) with the SLA scan every `interval_seconds`, first run at
     start: never two runs of it at once in this process (max_instances=1), missed runs
@@ -57,7 +68,7 @@ def build_scheduler(
         run_sla_scan,
         trigger=IntervalTrigger(seconds=interval_seconds, timezone=UTC),
         args=[core],
-        kwargs={"batch_size": batch_size},
+        kwargs={"batch_size": batch_size, "on_alerts": on_alerts},
         id=SLA_JOB_ID,
         name="SLA scan",
         max_instances=1,

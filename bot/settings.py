@@ -41,6 +41,13 @@ class BotSettings(CoreSettings):
     outbox_max_attempts: int = Field(12, ge=1)
     identity_cache_seconds: float = Field(60, ge=0)
     readiness_max_backlog: int = Field(1000, ge=1)
+    readiness_slack_recheck_seconds: float = Field(
+        60, ge=0, description="how often /readyz repeats auth.test (0: on every probe)"
+    )
+    health_timeout_seconds: float = Field(
+        2.0, gt=0, description="time-out for database and Slack checks in /readyz and /metrics"
+    )
+    metrics_enabled: bool = Field(True, description="serve GET /metrics (Prometheus)")
 
     @field_validator("slack_api_url")
     @classmethod
@@ -109,6 +116,10 @@ class BotSettings(CoreSettings):
 class SettingsError(Exception):
     """Configuration that cannot work, described by environment variable name."""
 
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
 
 def load_settings(**overrides: object) -> BotSettings:
     """Read settings; a malformed value raises SettingsError naming the variable."""
@@ -119,4 +130,4 @@ def load_settings(**overrides: object) -> BotSettings:
         for problem in error.errors():
             name = "_".join(str(part) for part in problem["loc"][:1]).upper() or "SETTINGS"
             lines.append(f"{name}: {problem['msg']}")
-        raise SettingsError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
+        raise SettingsError("Invalid configuration:\n  " + "\n  ".join(lines), lines) from None

@@ -72,9 +72,14 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        try:
+            # WAL lets readers work beside the writer. Switching needs a moment without other
+            # writers; a database already in WAL mode (the usual case) does not need it.
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except Exception:
+            log.info("sqlite journal mode left unchanged (database busy)")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 

@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import Row, Select, case, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import repository
@@ -174,7 +175,9 @@ async def scan(core: Core, *, limit: int = 500) -> ScanResult:
         try:
             async with session.begin_nested():
                 alerts, already = await _process(session, rows, now, policy)
-        except Exception:
+        except Exception as error:
+            if _connection_lost(error):
+                raise
             log.warning(
                 "sla batch failed; retrying ticket by ticket",
                 exc_info=True,
@@ -184,7 +187,9 @@ async def scan(core: Core, *, limit: int = 500) -> ScanResult:
                 try:
                     async with session.begin_nested():
                         claimed, duplicates = await _process(session, [row], now, policy)
-                except Exception:
+                except Exception as error:
+                    if _connection_lost(error):
+                        raise
                     log.exception("sla alert failed", extra={"ticket_id": str(row.id)})
                     failed.append(row.id)
                     continue
@@ -202,6 +207,15 @@ async def scan(core: Core, *, limit: int = 500) -> ScanResult:
         failed=tuple(failed),
         limit=limit,
     )
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """Not the item's fault: the database went away, so the whole scan fails (and retries)."""
+    if isinstance(error, DBAPIError) and (
+        error.connection_invalidated or isinstance(error.orig, OSError)
+    ):
+        return True
+    return isinstance(error, InterfaceError | OSError)
 
 
 async def _process(

@@ -7,7 +7,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from core.db import create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
@@ -35,7 +36,9 @@ def _run(connection: Connection, action: str, target: str) -> None:
 
 async def run_migrations(url: str, action: str = "upgrade", target: str = "head") -> None:
     """Upgrade (or downgrade) the database at `url`, serialised across processes on PostgreSQL."""
-    engine = create_async_engine(url)
+    # core.db's engine: on SQLite every transaction starts with BEGIN IMMEDIATE, so two
+    # processes migrating one file take turns instead of both creating the same tables.
+    engine = create_engine(url, pool_size=1, max_overflow=0)
     try:
         async with engine.connect() as connection:
             if connection.dialect.name == "postgresql":

@@ -10,29 +10,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.models import Base
 from core.settings import CoreSettings
+from migrations.filters import include_object
 
 target_metadata = Base.metadata
-
-# Objects that exist only in one dialect's migrations (full-text search) and not in the models.
-SEARCH_ONLY_NAMES = {
-    "tickets_fts",
-    "replies_fts",
-    "search_vector",
-    "ix_tickets_search_vector",
-    "ix_replies_search_vector",
-}
-
-
-def include_object(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-) -> bool:
-    if (
-        name in SEARCH_ONLY_NAMES
-        or (name or "").startswith("tickets_fts")
-        or (name or "").startswith("replies_fts")
-    ):
-        return False
-    return True
 
 
 def _configure_and_run(connection: Connection) -> None:

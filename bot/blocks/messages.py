@@ -39,7 +39,7 @@ from core.views import Page, ReplyView, TicketDetail, TicketView
 Message = tuple[str, list[Json]]
 
 RELAY_LIMIT = 2500  # a relayed message body, quoted, before "read the rest"
-DETAIL_REPLY_LIMIT = 1000  # each reply in /ticket show
+DETAIL_REPLY_CHUNK = SECTION_TEXT - 600  # each reply in /ticket show, in full, over sections
 DETAIL_DESCRIPTION_BLOCKS = 3
 LIST_ITEMS = 40  # ticket rows per list message (header, footer and page buttons fit in 50)
 QUERY_MAX = 300  # ListPagePayload.query
@@ -351,7 +351,9 @@ def _quote_chunks(text: str, size: int) -> list[str]:
     return pieces
 
 
-def _detail_reply(reply: ReplyView, ticket: TicketView) -> Json:
+def _detail_reply(reply: ReplyView, ticket: TicketView) -> list[Json]:
+    """A reply in full (this is where relays send people to "read the rest"): the headline and
+    the start of the text, then as many sections as the rest needs."""
     who = labels.name(reply.author)
     if reply.is_internal:
         headline = f":lock: *Internal note* · *{who}*"
@@ -360,10 +362,8 @@ def _detail_reply(reply: ReplyView, ticket: TicketView) -> Json:
     else:
         headline = f":speech_balloon: *{who}* (support)"
     headline += f" · {format_time(reply.created_at)}{_edited(reply)}"
-    body = quote(reply.body) or ">"
-    if len(body) > DETAIL_REPLY_LIMIT:
-        body = truncate(body, DETAIL_REPLY_LIMIT) + "\n_(shortened)_"
-    return section(f"{headline}\n{body}")
+    chunks = _quote_chunks(reply.body, DETAIL_REPLY_CHUNK) or [">"]
+    return [section(f"{headline}\n{chunks[0]}"), *(section(chunk) for chunk in chunks[1:])]
 
 
 def _history_line(detail: TicketDetail) -> str | None:
@@ -407,11 +407,21 @@ def ticket_detail(
         return blocks[:max_blocks]
     blocks.append(divider())
     room = max_blocks - len(blocks) - 1  # one block for the "hidden" note if needed
-    shown = replies if len(replies) <= room + 1 else replies[-room:]
-    hidden = len(replies) - len(shown)
+    groups = [_detail_reply(reply, ticket) for reply in replies]
+    if sum(len(group) for group in groups) > room + 1:
+        kept: list[list[Json]] = []
+        used = 0
+        for group in reversed(groups):
+            if kept and used + len(group) > room:
+                break
+            kept.append(group)
+            used += len(group)
+        groups = kept[::-1]
+    hidden = len(replies) - len(groups)
     if hidden:
         blocks.append(context(f"{hidden} earlier repl{'y' if hidden == 1 else 'ies'} not shown."))
-    blocks.extend(_detail_reply(reply, ticket) for reply in shown)
+    for group in groups:
+        blocks.extend(group)
     return blocks[:max_blocks]
 
 

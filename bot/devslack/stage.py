@@ -94,7 +94,7 @@ class Stage:
             "identity_cache_seconds": 0,
         }
         values.update(self.settings_overrides)
-        return BotSettings(_env_file=None, **values)  # type: ignore[call-arg]
+        return BotSettings(_env_file=None, **values)
 
     async def start(self) -> None:
         api_url = await self.fake.start()
@@ -190,6 +190,21 @@ class Stage:
             values["customer_block"] = {"customer": customer.user_id}
         response = await self.act(user.submit(_view_dict(view), values))
         return {"view": view, "response": response}
+
+    async def submit_view(
+        self, person: Person, view: Any, values: dict[str, dict[str, Any]]
+    ) -> BotResponse:
+        """The person submits a modal; the bot's answer is applied as Slack applies it: an empty
+        acknowledgement closes the modal, response_action "clear" closes all of the person's
+        modals, and "errors", "update" or "push" leave it open."""
+        response = await self.act(self.user(person).submit(_view_dict(view), values))
+        action = response.json.get("response_action")
+        if response.status == 200 and action in (None, "clear"):
+            view_id = _view_dict(view).get("id")
+            for opened in self.fake.views_opened(person.user_id):
+                if not opened.closed and (action == "clear" or opened.id == view_id):
+                    self.fake.close_view(opened.id)
+        return response
 
     def dm(self, person: Person) -> str:
         return self.fake.open_dm(person.user_id)

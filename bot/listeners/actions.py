@@ -98,7 +98,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
         await ack()
-        await _open_reply(body, client, actor, internal=False)
+        # Internal stays preselected even here: reaching the customer takes an explicit choice.
+        await _open_reply(body, client, actor, internal=True)
 
     @app.action(Action.NOTE_OPEN.value)
     @runtime.track

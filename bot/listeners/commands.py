@@ -55,7 +55,11 @@ async def _say(
 async def _help(
     runtime: Runtime, cmd: cp.Help, *, actor: UserView, respond: AsyncRespond, **_: Any
 ) -> None:
-    text = messages.help_text(staff=actor.role.is_staff, admin=actor.role is Role.ADMIN)
+    text = messages.help_text(
+        staff=actor.role.is_staff,
+        admin=actor.role is Role.ADMIN,
+        manager=actor.role is Role.MANAGER,
+    )
     await _say(respond, text)
 
 

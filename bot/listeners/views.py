@@ -70,7 +70,11 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         if actor.role.is_staff:
             if not picked:
                 raise ValidationFailed("Choose the customer this ticket is for.", field="customer")
-            customer_id = (await resolve_user(runtime, str(picked))).id
+            try:
+                customer_id = (await resolve_user(runtime, str(picked))).id
+            except DomainError as error:
+                # A bot, an unknown or foreign user: say so under the customer picker.
+                raise ValidationFailed(error.message, field="customer") from None
         category = input_value(values, Block.CATEGORY, Action.CATEGORY)
         try:
             category_id = int(category) if category else None
@@ -87,7 +91,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             idempotency_key=f"view:{view.get('id')}" if view.get("id") else None,
         )
         if actor.role.is_staff:
-            return f":white_check_mark: Ticket #{ticket.number} opened for {ticket.customer.display_name}."
+            who = ticket.customer.display_name
+            return f":white_check_mark: Ticket #{ticket.number} opened for {who}."
         return None
 
     async def reply(view: dict[str, Any], actor: UserView) -> str | None:

@@ -36,7 +36,7 @@ async def test_customer_opens_ticket_through_modal_and_card_reaches_staff_channe
 
 
 async def test_staff_thread_message_is_internal_note_and_not_relayed(stage):
-    card, dm, confirmation = await open_ticket(stage)
+    card, _dm, _confirmation = await open_ticket(stage)
     note = stage.unique("Customer is on the legacy plan, check billing")
     await stage.act(stage.user(AGENT).says(STAFF_CHANNEL, note, thread_ts=card.ts))
     customer = await stage.runtime.identity.resolve(CUSTOMER.user_id)
@@ -93,7 +93,7 @@ async def test_show_of_another_customers_ticket_answers_as_missing(stage):
 
 
 async def test_close_with_reason_and_reply_to_closed_ticket_refused(stage):
-    card, dm, confirmation = await open_ticket(stage)
+    _card, dm, confirmation = await open_ticket(stage)
     agent = stage.user(AGENT)
     await stage.act(agent.slash_command("close 1 Duplicate of #7", channel_id=STAFF_CHANNEL))
     ticket = await tickets.ticket_snapshot(stage.runtime.core, ticket_id=(await _ticket_id(stage)))
@@ -147,7 +147,7 @@ async def test_assignment_to_non_staff_is_a_field_error(stage):
             f"role <@{AGENT.user_id}|d> agent", channel_id=STAFF_CHANNEL
         )
     )
-    card, dm, confirmation = await open_ticket(stage)
+    card, _dm, _confirmation = await open_ticket(stage)
     agent = stage.user(AGENT)
     await stage.act(
         agent.click("ticket_assign_open", message=card.to_api(), channel_id=STAFF_CHANNEL)

@@ -16,7 +16,7 @@ from bot import scheduler as sched
 from core import sla
 from core.context import Core
 from core.enums import Priority, Role, SlaThreshold, Status
-from core.errors import Forbidden
+from core.errors import Forbidden, Unavailable
 from core.models import OutboxMessage, SlaAlert, Ticket
 from core.outbox import OutboxKind
 from core.replies import add_reply
@@ -120,7 +120,7 @@ async def test_ticket_past_both_thresholds_alerts_warning_then_breach_in_one_sca
     assert await next_alert_at(core, ticket.id) is None
 
 
-async def test_breach_without_assignee_sends_no_dm_but_refreshes_the_card(core, clock):
+async def test_breach_without_assignee_sends_no_dm_but_refreshes_the_card_once(core, clock):
     customer = await make_user(core, Role.CUSTOMER)
     ticket = await make_ticket(core, customer)
     before = len(await messages(core, OutboxKind.STAFF_CARD_REFRESH))
@@ -130,7 +130,7 @@ async def test_breach_without_assignee_sends_no_dm_but_refreshes_the_card(core, 
 
     assert await messages(core, OutboxKind.ASSIGNEE_DM) == []
     refreshes = await messages(core, OutboxKind.STAFF_CARD_REFRESH)
-    assert [m.payload.get("event") for m in refreshes[before:]] == ["sla_warning", "sla_breach"]
+    assert [m.payload.get("event") for m in refreshes[before:]] == ["sla_breach"]
     assert all(m.ticket_id == ticket.id for m in refreshes)
 
 
@@ -244,6 +244,23 @@ async def test_reopening_an_unanswered_ticket_restarts_the_clock(core, clock):
     assert (await sla.scan(core)).due == 0
     clock.set(reopened_at + WARNING)
     assert [a.threshold for a in (await sla.scan(core)).alerts] == [SlaThreshold.WARNING]
+
+
+async def test_a_restarted_clock_does_not_repeat_an_alert_already_sent(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer)
+    clock.advance(WARNING)
+    await sla.scan(core)  # warning sent
+    await change_status(core, actor_id=agent.id, ticket=ticket.number, status=Status.RESOLVED)
+    await change_status(core, actor_id=customer.id, ticket=ticket.number, status=Status.OPEN)
+
+    clock.advance(BREACH)
+    result = await sla.scan(core)
+
+    assert [a.threshold for a in result.alerts] == [SlaThreshold.BREACH]
+    assert result.already_claimed == 1
+    assert await manager_alerts(core) == [(ticket.id, "warning"), (ticket.id, "breach")]
 
 
 @pytest.mark.parametrize("status", [Status.RESOLVED, Status.CLOSED])
@@ -371,6 +388,22 @@ async def test_a_statement_failing_mid_batch_is_retried_ticket_by_ticket_in_the_
     assert await manager_alerts(core) == [(ticket.id, "warning")]
 
 
+async def test_a_lost_connection_fails_the_whole_scan_instead_of_every_ticket(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    tickets = [await make_ticket(core, customer) for _ in range(3)]
+    clock.advance(WARNING)
+    restore = fail_once(core, "UPDATE TICKETS", ConnectionResetError("connection reset"))
+    try:
+        with pytest.raises((OperationalError, Unavailable)):
+            await sla.scan(core)
+    finally:
+        restore()
+    assert await claims(core) == []  # all rolled back together
+
+    result = await sla.scan(core)
+    assert sorted(a.ticket_id for a in result.alerts) == sorted(t.id for t in tickets)
+
+
 # --------------------------------------------------------------------------------------------
 # scheduler
 
@@ -383,7 +416,7 @@ async def test_scheduler_has_one_scan_job_that_never_overlaps(core):
     assert job.max_instances == 1 and job.coalesce is True
     assert job.trigger.interval == timedelta(seconds=30)
     assert job.func is sched.run_sla_scan and job.args == (core,)
-    assert job.kwargs == {"batch_size": 500}
+    assert job.kwargs == {"batch_size": 500, "on_alerts": None}
 
 
 async def test_scheduler_keeps_running_after_a_run_that_raises(core, monkeypatch, caplog):
@@ -409,16 +442,20 @@ async def test_scheduler_keeps_running_after_a_run_that_raises(core, monkeypatch
     assert any("sla scan failed" in r.message for r in caplog.records)
 
 
-async def test_a_full_batch_makes_the_run_scan_again(core, clock):
+async def test_a_full_batch_makes_the_run_scan_again_and_wakes_delivery(core, clock):
     customer = await make_user(core, Role.CUSTOMER)
     for _ in range(5):
         await make_ticket(core, customer)
     clock.advance(WARNING)
+    wakes: list[bool] = []
 
-    results = await sched.run_sla_scan(core, batch_size=2)
+    results = await sched.run_sla_scan(core, batch_size=2, on_alerts=lambda: wakes.append(True))
 
     assert results is not None and [r.due for r in results] == [2, 2, 1]
     assert len(await manager_alerts(core)) == 5
+    assert len(wakes) == 3
+    assert await sched.run_sla_scan(core, on_alerts=lambda: wakes.append(True)) is not None
+    assert len(wakes) == 3  # nothing queued, nobody woken
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,241 @@
+"""Every `/ticket` subcommand answers, end to end: right answers ephemerally, refusals as
+ephemeral messages carrying their error code, unknown input with the usage."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.devslack.stage import (
+    ADMIN,
+    AGENT,
+    CUSTOMER,
+    CUSTOMER_2,
+    MANAGER,
+    PUBLIC_CHANNEL,
+    STAFF_CHANNEL,
+)
+from core import tickets
+from core.enums import Status
+from core.errors import NotFound
+from tests.bot.e2e_support import detail, last_ephemeral, open_ticket, user
+
+
+async def run(stage, person, text, channel=None):
+    """`person` types `/ticket {text}`; returns the ephemeral answer's text."""
+    channel = channel or (STAFF_CHANNEL if person in (AGENT, MANAGER, ADMIN) else stage.dm(person))
+    before = len(stage.fake.ephemerals(person.user_id))
+    response = await stage.act(stage.user(person).slash_command(text, channel_id=channel))
+    assert response.status == 200
+    answers = stage.fake.ephemerals(person.user_id)[before:]
+    assert len(answers) == 1, f"expected one answer to {text!r}, got {len(answers)}"
+    assert answers[0].via == "response_url"  # ephemeral, in the channel the command came from
+    assert answers[0].channel == channel
+    return answers[0].text_content
+
+
+async def test_help_lists_what_each_role_may_run(stage):
+    customer = await run(stage, CUSTOMER, "help")
+    agent = await run(stage, AGENT, "help")
+    manager = await run(stage, MANAGER, "help")
+    admin = await run(stage, ADMIN, "")
+    assert "/ticket new" in customer and "/ticket note" not in customer
+    assert "/ticket role" not in customer and "/ticket delete" not in customer
+    assert "/ticket note" in agent and "!reply" in agent and "/ticket delete" not in agent
+    assert "/ticket delete" in manager and "/ticket role" not in manager
+    assert "/ticket role" in admin and "/ticket category add" in admin
+
+
+async def test_list_with_filters(stage):
+    await open_ticket(stage, title="Printer jams on tray two")
+    await open_ticket(stage, CUSTOMER_2, title="Laptop battery swelling")
+    await stage.act(
+        stage.user(AGENT).slash_command(f"assign 2 <@{AGENT.user_id}|d>", channel_id=STAFF_CHANNEL)
+    )
+    await run(stage, AGENT, "status 2 in_progress")
+    await run(stage, ADMIN, "category add Hardware")
+    everything = await run(stage, AGENT, "list")
+    assert "Printer jams" in everything and "Laptop battery" in everything
+    in_progress = await run(stage, AGENT, "list status:in_progress")
+    assert "Laptop battery" in in_progress and "Printer jams" not in in_progress
+    mine = await run(stage, AGENT, "list assignee:me")
+    assert "Laptop battery" in mine and "Printer jams" not in mine
+    unassigned = await run(stage, AGENT, "list assignee:none")
+    assert "Printer jams" in unassigned and "Laptop battery" not in unassigned
+    by_mention = await run(stage, AGENT, f"list assignee:<@{AGENT.user_id}|dana>")
+    assert "Laptop battery" in by_mention and "Printer jams" not in by_mention
+    medium = await run(stage, AGENT, "list priority:medium page 1")
+    assert "Printer jams" in medium
+    none_high = await run(stage, AGENT, "list priority:urgent")
+    assert "No tickets found" in none_high
+    category = await run(stage, AGENT, "list category:hardware")
+    assert "No tickets found" in category
+    missing = await run(stage, AGENT, "list category:Plumbing")
+    assert "VALIDATION" in missing and "Plumbing" in missing
+    bad = await run(stage, AGENT, "list colour:red")
+    assert "VALIDATION" in bad and "Usage" in bad
+    # customers list only their own tickets
+    theirs = await run(stage, CUSTOMER, "list status:open")
+    assert "Printer jams" in theirs and "Laptop battery" not in theirs
+
+
+async def test_list_pages_move_with_the_page_button(stage):
+    customer = await user(stage, CUSTOMER)
+    for n in range(1, 22):  # one more than a page; made in the core to keep the test quick
+        await tickets.create_ticket(
+            stage.runtime.core, actor_id=customer.id, title=f"Issue number {n:02d}"
+        )
+    first = await run(stage, CUSTOMER, "list")
+    assert "Page 1 of 2" in first
+    answer = stage.fake.ephemerals(CUSTOMER.user_id)[-1]
+    await stage.act(
+        stage.user(CUSTOMER).click(
+            "ticket_list_page", message=answer.to_api(), channel_id=stage.dm(CUSTOMER)
+        )
+    )
+    assert "Page 2 of 2" in last_ephemeral(stage, CUSTOMER)
+    second = await run(stage, CUSTOMER, "list page 2")
+    assert "Page 2 of 2" in second
+
+
+async def test_mine_show_and_search(stage):
+    opened = await open_ticket(stage, title="Printer jams on tray two")
+    await open_ticket(stage, CUSTOMER_2, title="Laptop battery swelling")
+    mine = await run(stage, CUSTOMER, "mine")
+    assert "Printer jams" in mine and "Laptop battery" not in mine
+    for number in (str(opened.number), f"#{opened.number}"):
+        shown = await run(stage, CUSTOMER, f"show {number}")
+        assert "Printer jams on tray two" in shown and "Since Monday." in shown
+    found = await run(stage, CUSTOMER, "search tray")
+    assert "Printer jams" in found
+    not_theirs = await run(stage, CUSTOMER, "search battery")
+    assert "Laptop battery" not in not_theirs
+    short = await run(stage, CUSTOMER, "search ab")
+    assert "VALIDATION" in short
+
+
+async def test_assign_by_command_and_refusals(stage):
+    opened = await open_ticket(stage)
+    answer = await run(stage, MANAGER, f"assign #{opened.number} <@{AGENT.user_id}|dana>")
+    assert "assigned to Dana Agent" in answer
+    ticket = (await detail(stage, opened.number)).ticket
+    assert ticket.assignee is not None and ticket.assignee.slack_user_id == AGENT.user_id
+    to_customer = await run(stage, MANAGER, f"assign {opened.number} <@{CUSTOMER_2.user_id}>")
+    assert "VALIDATION" in to_customer
+    by_customer = await run(stage, CUSTOMER, f"assign {opened.number} <@{AGENT.user_id}>")
+    assert "FORBIDDEN" in by_customer or "NOT_FOUND" in by_customer
+    no_mention = await run(stage, MANAGER, f"assign {opened.number} dana")
+    assert "VALIDATION" in no_mention and "Mention a user" in no_mention
+
+
+async def test_status_close_and_reopen(stage):
+    opened = await open_ticket(stage)
+    n = opened.number
+    assert "now in progress" in await run(stage, AGENT, f"status {n} in_progress")
+    assert "now waiting on customer" in await run(stage, AGENT, f"status #{n} waiting_on_customer")
+    assert "now closed" in await run(stage, AGENT, f"close {n} Solved by reboot")
+    ticket = (await detail(stage, n)).ticket
+    assert ticket.status is Status.CLOSED and ticket.status_reason == "Solved by reboot"
+    told = stage.fake.replies(opened.dm, opened.confirmation.ts)
+    assert any("Solved by reboot" in m.text_content for m in told)
+    assert "now open" in await run(stage, AGENT, f"reopen {n}")
+    assert (await detail(stage, n)).ticket.status is Status.OPEN
+    weird = await run(stage, AGENT, f"status {n} exploded")
+    assert "VALIDATION" in weird
+
+
+async def test_close_by_command_takes_an_optional_reason(stage):
+    # `/ticket close N [reason]`: the reason is optional here (the Status… modal asks for one).
+    opened = await open_ticket(stage)
+    assert "now closed" in await run(stage, AGENT, f"close {opened.number}")
+    assert (await detail(stage, opened.number)).ticket.status is Status.CLOSED
+
+
+async def test_changes_refused_by_the_core_answer_with_their_code(stage):
+    opened = await open_ticket(stage)
+    n = opened.number
+    assert "FORBIDDEN" in await run(stage, CUSTOMER, f"status {n} in_progress")
+    await run(stage, AGENT, f"close {n} done")
+    assert "TICKET_CLOSED" in await run(stage, CUSTOMER, f"reply {n} one more thing")
+    assert "INVALID_TRANSITION" in await run(stage, AGENT, f"status {n} resolved")
+    assert "NOT_FOUND" in await run(stage, AGENT, "show 999")
+
+
+async def test_reply_and_note_by_command(stage):
+    opened = await open_ticket(stage)
+    n = opened.number
+    assert "Reply sent" in await run(stage, AGENT, f"reply {n} Please restart the client")
+    secret = stage.unique("Customer is on the legacy plan")
+    assert "Internal note added" in await run(stage, AGENT, f"note {n} {secret}")
+    in_dm = stage.fake.replies(opened.dm, opened.confirmation.ts)
+    assert any("Please restart the client" in m.text_content for m in in_dm)
+    assert not stage.fake.find_visible(CUSTOMER.user_id, secret)
+    staff_thread = stage.fake.replies(STAFF_CHANNEL, opened.card.ts)
+    assert any(secret in m.text_content for m in staff_thread)
+    # the customer may reply by command too, but never write a note
+    assert "Reply sent" in await run(stage, CUSTOMER, f"reply {n} Restarted, still broken")
+    refused = await run(stage, CUSTOMER, f"note {n} let me in")
+    assert "FORBIDDEN" in refused
+    assert not any(r.body == "let me in" for r in (await detail(stage, n)).replies)
+
+
+async def test_delete_is_for_managers_and_removes_the_ticket_for_everyone(stage):
+    opened = await open_ticket(stage)
+    n = opened.number
+    assert "FORBIDDEN" in await run(stage, AGENT, f"delete {n}")
+    denied_customer = await run(stage, CUSTOMER, f"delete {n}")
+    assert "FORBIDDEN" in denied_customer
+    assert (await detail(stage, n)).ticket.deleted_at is None
+    assert "was deleted" in await run(stage, MANAGER, f"delete #{n}")
+    for person in (CUSTOMER, AGENT, MANAGER, ADMIN):
+        assert "NOT_FOUND" in await run(stage, person, f"show {n}")
+        with pytest.raises(NotFound):
+            await detail(stage, n, as_person=person)
+    assert "deleted" in stage.fake.message(STAFF_CHANNEL, opened.card.ts).text_content
+    assert "Since Monday" not in stage.fake.message(STAFF_CHANNEL, opened.card.ts).text_content
+
+
+async def test_role_by_admin_only(stage):
+    assert "FORBIDDEN" in await run(stage, MANAGER, f"role <@{CUSTOMER_2.user_id}> agent")
+    assert "is now corporate" in await run(
+        stage, ADMIN, f"role <@{CUSTOMER_2.user_id}|bob> corporate"
+    )
+    assert (await user(stage, CUSTOMER_2)).role.value == "corporate"
+    assert "VALIDATION" in await run(stage, ADMIN, f"role <@{CUSTOMER_2.user_id}> wizard")
+
+
+async def test_category_add_and_list(stage):
+    assert "none yet" in await run(stage, CUSTOMER, "category list")
+    assert "Category Hardware added" in await run(stage, ADMIN, "category add Hardware")
+    assert "CONFLICT" in await run(stage, ADMIN, "category add hardware")
+    assert "FORBIDDEN" in await run(stage, AGENT, "category add Software")
+    assert "Hardware" in await run(stage, CUSTOMER, "category list")
+    await stage.act(
+        stage.user(CUSTOMER).slash_command("new Keyboard", channel_id=stage.dm(CUSTOMER))
+    )
+    view = stage.fake.views_opened(CUSTOMER.user_id)[-1]
+    assert "Hardware" in view.text_content  # the create modal offers it
+
+
+async def test_sla_for_staff_only(stage, clock):
+    opened = await open_ticket(stage, title="Nobody answered me")
+    assert "No ticket is at risk" in await run(stage, AGENT, "sla")
+    clock.advance(days=7)
+    late = await run(stage, AGENT, "sla")
+    assert f"#{opened.number}" in late and "Nobody answered me" in late
+    assert "FORBIDDEN" in await run(stage, CUSTOMER, "sla")
+
+
+@pytest.mark.parametrize("text", ["frobnicate", "42", "show", "assign 1", "list color:red"])
+async def test_unknown_or_malformed_input_answers_with_usage(stage, text):
+    answer = await run(stage, CUSTOMER, text)
+    assert "VALIDATION" in answer
+    assert "/ticket" in answer  # says how to write it
+
+
+async def test_errors_are_ephemeral_with_their_code_in_any_channel(stage):
+    opened = await open_ticket(stage)
+    answer = await run(stage, CUSTOMER_2, f"show {opened.number}", channel=PUBLIC_CHANNEL)
+    assert "NOT_FOUND" in answer
+    assert "VPN" not in answer
+    public = [m for m in stage.fake.messages(PUBLIC_CHANNEL) if m.bot_id]
+    assert public == []  # nothing in channel
