@@ -45,7 +45,6 @@ class StartupError(Exception):
 def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Registry]:
     """A bolt AsyncApp with the actor middleware, every listener and the error handler."""
     app = AsyncApp(
-        token=settings.bot_token,
         signing_secret=settings.signing_secret if settings.slack_signing_secret else None,
         client=runtime.client,
         request_verification_enabled=not settings.socket_mode,

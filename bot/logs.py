@@ -97,5 +97,12 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("slack_bolt", "slack_sdk", "apscheduler", "aiohttp.access", "sqlalchemy.engine"):
+    for noisy in (
+        "slack_bolt",
+        "slack_sdk",
+        "apscheduler",
+        "aiohttp.access",
+        "sqlalchemy.engine",
+        "alembic.runtime.plugins",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

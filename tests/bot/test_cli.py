@@ -35,10 +35,10 @@ async def slack() -> AsyncIterator[FakeSlack]:
     fake.add_user("UAGENT0001", "Dana Agent")
     fake.add_channel(STAFF, "support-triage", is_private=True, members=["UAGENT0001"])
     fake.add_channel(MANAGERS, "support-managers", is_private=True, members=[])
-    fake.add_channel(NOT_INVITED, "elsewhere", is_private=False, members=["UAGENT0001"])
+    fake.add_channel(
+        NOT_INVITED, "elsewhere", is_private=False, members=["UAGENT0001"], bot_member=False
+    )
     fake.add_channel(PUBLIC, "general", is_private=False, members=[])
-    for channel in (STAFF, MANAGERS, PUBLIC):
-        fake.add_member(channel, fake.bot_user_id)
     yield fake
     await fake.stop()
 

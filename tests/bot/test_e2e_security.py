@@ -12,9 +12,11 @@ import pytest
 
 from bot.app import StartupError
 from bot.devslack.requests import SlackUser, url_verification_body
-from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, STAFF_CHANNEL, Stage
+from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Stage
+from bot.identity import IdentityResolver
+from core.admin import create_company
 from core.context import Core
-from tests.bot.e2e_support import detail, last_ephemeral, open_ticket, staff_cards
+from tests.bot.e2e_support import detail, last_ephemeral, open_ticket, staff_cards, user
 from tests.conftest import test_settings as core_settings
 from tests.conftest import truncate_all
 
@@ -238,3 +240,53 @@ async def test_role_change_invalidates_the_cached_role_for_the_next_command(stag
     )
     await stage.act(customer.slash_command("help", channel_id=dm))
     assert "/ticket note" not in last_ephemeral(stage, CUSTOMER)
+
+
+async def test_slow_users_info_cannot_delay_the_ack_past_three_seconds(stage):
+    assert IdentityResolver(None, None, admin_ids=[], ttl_seconds=0).lookup_timeout < 2.5  # type: ignore[arg-type]
+    stage.runtime.identity.lookup_timeout = 0.2  # the same path, quicker
+    stage.fake.add_user("UNEWCOMER1", "New Person", email="new@example.com")
+    stage.fake.fail_next("users.info", status="timeout", delay=5)
+    newcomer = stage.user("UNEWCOMER1")
+    channel = stage.fake.open_dm("UNEWCOMER1")
+    started = time.monotonic()
+    response = await stage.send(newcomer.slash_command("new Slow Slack", channel_id=channel))
+    assert response.status == 200 and time.monotonic() - started < 1.5
+    await stage.settle()
+    answer = stage.fake.ephemerals("UNEWCOMER1")[-1].text_content
+    assert "UNAVAILABLE" in answer and "try again" in answer
+    assert not stage.fake.views_opened("UNEWCOMER1")
+
+
+async def test_a_known_user_goes_on_when_users_info_hangs(stage):
+    stage.runtime.identity.lookup_timeout = 0.2
+    stage.fake.fail_next("users.info", status="timeout", delay=5)
+    started = time.monotonic()
+    response = await stage.send(
+        stage.user(CUSTOMER).slash_command("new Still works", channel_id=stage.dm(CUSTOMER))
+    )
+    assert response.status == 200 and time.monotonic() - started < 1.5
+    await stage.settle()
+    assert stage.fake.views_opened(CUSTOMER.user_id)[-1].callback_id == "create_ticket"
+
+
+async def test_corporate_staff_see_the_tickets_of_their_companys_customers_only(stage):
+    # Companies are matched by email domain (admin-managed): alice@example.com belongs to
+    # Example Inc, bob@example.org does not.
+    admin = await user(stage, ADMIN)
+    await create_company(stage.runtime.core, actor_id=admin.id, name="Example Inc", domains=["example.com"])
+    stage.fake.add_user("UCORP00001", "Carla Corporate", email="carla@example.com")
+    await stage.act(
+        stage.user(ADMIN).slash_command("role <@UCORP00001|carla> corporate", channel_id=STAFF_CHANNEL)
+    )
+    alice = await open_ticket(stage, title="Printer jams on tray two")
+    bob = await open_ticket(stage, CUSTOMER_2, title="Laptop battery swelling")
+    carla = stage.user("UCORP00001")
+    channel = stage.fake.open_dm("UCORP00001")
+    await stage.act(carla.slash_command("list", channel_id=channel))
+    listed = stage.fake.ephemerals("UCORP00001")[-1].text_content
+    assert "Printer jams" in listed and "Laptop battery" not in listed
+    await stage.act(carla.slash_command(f"show {bob.number}", channel_id=channel))
+    assert "NOT_FOUND" in stage.fake.ephemerals("UCORP00001")[-1].text_content
+    await stage.act(carla.slash_command(f"note {alice.number} checked on site", channel_id=channel))
+    assert "Internal note added" in stage.fake.ephemerals("UCORP00001")[-1].text_content
