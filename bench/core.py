@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import string
@@ -319,6 +320,7 @@ async def seed(dsn: str, vocab: Vocabulary, tickets: int, *, chunk: int = 20_000
         await connection.execute(f"SELECT setval('ticket_number_seq', {tickets})")
         await connection.execute("UPDATE ticket_counter SET value = $1", tickets)
         await connection.execute("VACUUM (ANALYZE)")
+        await connection.execute("CHECKPOINT")  # the load's writes are not the runs' business
         return Population(companies, customers, agents, tickets, replies)
     finally:
         await connection.close()
@@ -483,6 +485,10 @@ async def bench_creation(core: Core, dsn: str, population: Population, count: in
         history = await connection.prepare(RAW_HISTORY)
         audit = await connection.prepare(RAW_AUDIT)
         outbox = await connection.prepare(RAW_OUTBOX)
+        for spec in specs[:20]:  # warm up connections, caches and prepared statements
+            await create_ticket(
+                core, actor_id=spec.customer_id, title=spec.title, priority=spec.priority
+            )
         block = 250
         for offset in range(0, count, block):  # interleaved, so both see the same conditions
             began = time.perf_counter()
@@ -710,6 +716,7 @@ async def main(args: argparse.Namespace) -> None:
         core = Core.from_settings(settings)
         server = await _server_facts(dsn)
         print(f"PostgreSQL {server}")
+        print(f"machine: {os.cpu_count()} cores, load average {_load()} at the start")
         print()
         agent_id = population.agents[0]
         terms, broad = search_terms(vocab)
@@ -725,11 +732,16 @@ async def main(args: argparse.Namespace) -> None:
                 f"\nnote: {population.tickets:,} tickets; the search and list targets are "
                 "defined at 1,000,000."
             )
+        print(f"load average {_load()} at the end (other processes share these cores)")
     finally:
         if core is not None:
             await core.close()
         if created and not args.keep:
             await drop_database(url)
+
+
+def _load() -> str:
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 async def _server_facts(dsn: str) -> str:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -17,10 +18,11 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 
 from bot.delivery import OutboxWorker
-from bot.errors import user_message
+from bot.errors import field_errors, user_message
 from bot.listeners import register_listeners
 from bot.listeners.common import tell_user
 from bot.listeners.registry import Registry
@@ -36,6 +38,16 @@ from migrations import run_migrations
 
 log = logging.getLogger("bot.app")
 access_log = logging.getLogger("bot.access")
+
+
+# Interaction payloads whose listeners act as the user who sent them.
+_ACTOR_PAYLOADS = frozenset(
+    {"block_actions", "view_submission", "view_closed", "shortcut", "message_action"}
+)
+
+
+# What bolt raises while reading a body of an unexpected shape (before any listener runs).
+_MALFORMED = (ValueError, TypeError, AttributeError, KeyError, IndexError)
 
 
 class StartupError(Exception):
@@ -56,11 +68,23 @@ def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Regist
         context: AsyncBoltContext, body: dict[str, Any], next: Any
     ) -> BoltResponse | None:
         """Put the acting core user into `context["actor"]` for commands and interactions."""
-        if body.get("type") == "event_callback" or body.get("event") or not context.user_id:
+        if body.get("type") == "event_callback" or body.get("event"):
+            return await next()  # type: ignore[no-any-return]
+        if not context.user_id:
+            if body.get("command") or body.get("type") in _ACTOR_PAYLOADS:
+                # Every listener below needs the actor: a request without a user is malformed.
+                return BoltResponse(status=400, body="the request names no user")
             return await next()  # type: ignore[no-any-return]
         try:
             context["actor"] = await runtime.identity.resolve(context.user_id)
         except DomainError as error:
+            view = body.get("view")
+            if body.get("type") == "view_submission" and isinstance(view, dict):
+                errors = field_errors(error, view)
+                if errors:  # keep the modal (and what was typed) open, the reason under a field
+                    return BoltResponse(
+                        status=200, body={"response_action": "errors", "errors": errors}
+                    )
             if context.ack is not None:
                 await context.ack()
             await _tell(runtime, context, user_message(error))
@@ -237,13 +261,18 @@ class BotServer:
         try:
             try:
                 bolt_request = await to_bolt_request(request)
-            except ValueError:  # a body that is neither a form nor JSON
-                status = 400
-                response = web.Response(status=400, text="malformed request body")
-            else:
                 info = describe_request(bolt_request.body)
                 bolt_request.context["request_id"] = request_id
                 bolt_response = await self.app.async_dispatch(bolt_request)
+            except _MALFORMED:
+                # Neither a form nor JSON, or a shape bolt cannot read (payload=null, a list,
+                # "actions": 7): no listener ran. Unsigned, it is refused like any other.
+                log.warning("unreadable request body", exc_info=True)
+                signed = self._signed(request.headers, await request.read())
+                status = 400 if signed else 401
+                text = "malformed request body" if signed else "invalid request signature"
+                response = web.Response(status=status, text=text)
+            else:
                 status = bolt_response.status
                 response = await to_aiohttp_response(bolt_response)
             response.headers["X-Request-Id"] = request_id
@@ -251,19 +280,29 @@ class BotServer:
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.observe_request(info.kind, status, elapsed)
-            access_log.info(
-                "slack request",
-                extra={
-                    "request_id": request_id,
-                    "kind": info.kind,
-                    "action": info.action,
-                    "user": info.user,
-                    "status": status,
-                    "latency_ms": round(elapsed * 1000, 1),
-                    "retry_num": request.headers.get("X-Slack-Retry-Num"),
-                },
-            )
+            line: dict[str, object] = {
+                "request_id": request_id,
+                "kind": info.kind,
+                "action": info.action,
+                "user": info.user,
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 1),
+            }
+            retry = request.headers.get("X-Slack-Retry-Num")
+            if retry:
+                line["retry_num"] = retry[:8]
+            access_log.info("slack request", extra=line)
             REQUEST_ID.reset(reset)
+
+    def _signed(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Whether a body carries a valid, fresh Slack signature (as bolt's own check)."""
+        if self.settings.socket_mode:
+            return True
+        verifier = SignatureVerifier(self.settings.signing_secret)
+        try:
+            return verifier.is_valid_request(body, dict(headers))
+        except (ValueError, TypeError):  # a timestamp that is not a number
+            return False
 
     async def _healthz(self, request: web.Request) -> web.Response:
         """The process is alive and its event loop answers."""

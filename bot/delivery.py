@@ -82,6 +82,9 @@ class OutboxWorker:
         self.settings = runtime.settings
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.batch = batch
+        # Claimed messages are reserved for this long and the lease is renewed while delivery
+        # runs: a worker that dies (SIGKILL, lost node) holds its messages no longer than this.
+        self.lease = timedelta(seconds=self.settings.outbox_lease_seconds)
         self._stopping = asyncio.Event()
         self.delivered = 0
         self.retried = 0
@@ -110,7 +113,7 @@ class OutboxWorker:
         """Claim one batch and deliver it; returns how many messages were handled."""
         try:
             claimed = await outbox.claim_batch(
-                self.core, worker_id=self.worker_id, limit=self.batch
+                self.core, worker_id=self.worker_id, limit=self.batch, lease=self.lease
             )
         except Unavailable:
             log.warning("outbox claim: database unavailable")
@@ -118,13 +121,38 @@ class OutboxWorker:
         if not claimed:
             return 0
         semaphore = asyncio.Semaphore(4)
+        pending = {m.id for m in claimed}
 
         async def guarded(message: ClaimedMessage) -> None:
-            async with semaphore:
-                await self._attempt(message)
+            try:
+                async with semaphore:
+                    await self._attempt(message)
+            finally:
+                pending.discard(message.id)
 
-        await asyncio.gather(*(guarded(m) for m in claimed))
+        heartbeat = asyncio.create_task(self._renew_leases(pending))
+        try:
+            await asyncio.gather(*(guarded(m) for m in claimed))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
         return len(claimed)
+
+    async def _renew_leases(self, pending: set[int]) -> None:
+        """Every third of the lease, extend the lease of the messages still being delivered."""
+        interval = max(0.05, self.lease.total_seconds() / 3)
+        while pending:
+            await asyncio.sleep(interval)
+            try:
+                await outbox.extend_lease(
+                    self.core,
+                    worker_id=self.worker_id,
+                    message_ids=sorted(pending),
+                    lease=self.lease,
+                )
+            except Exception:  # the database may be down: delivery goes on, the lease may lapse
+                log.warning("outbox lease renewal failed", exc_info=True)
 
     async def drain(self, *, max_passes: int = 200) -> None:
         """Deliver until nothing is due (tests and the demo)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ log = logging.getLogger("bot.identity")
 # Commands, clicks and submissions are acked only after the actor is known, and Slack wants the
 # ack within 3 seconds: a users.info that hangs must give up well before that.
 LOOKUP_TIMEOUT_SECONDS = 1.5
+# User ids (U…, or W… on Enterprise Grid) are short upper-case alphanumerics; USLACKBOT too.
+_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
 
 
 @dataclass
@@ -59,6 +62,9 @@ class IdentityResolver:
 
     async def resolve(self, slack_user_id: str) -> UserView:
         """The active core user behind a Slack id, or Forbidden with a reason fit to show."""
+        if not isinstance(slack_user_id, str) or not _SLACK_USER_ID.fullmatch(slack_user_id):
+            # Not a Slack user id (a forged or garbled request): never sent on to users.info.
+            raise Forbidden("Your Slack account could not be found.")
         entry = self._cache.get(slack_user_id)
         if entry is not None and entry.expires > time.monotonic():
             user = entry.user
@@ -89,7 +95,8 @@ class IdentityResolver:
                 "Slack could not tell who you are just now; please try again."
             ) from None
         except SlackApiError as error:
-            code = error.response.get("error") if error.response is not None else None
+            data = getattr(error.response, "data", None)
+            code = data.get("error") if isinstance(data, dict) else None
             if code in ("user_not_found", "user_not_visible"):
                 raise Forbidden("Your Slack account could not be found.") from None
             log.warning("users.info failed", extra={"error": code})

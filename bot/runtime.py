@@ -91,7 +91,7 @@ def build_runtime(
     client = AsyncWebClient(
         token=settings.bot_token if settings.slack_bot_token else None,
         base_url=settings.slack_api_url,
-        timeout=10,
+        timeout=settings.slack_api_timeout_seconds,  # type: ignore[arg-type]
     )
     identity = IdentityResolver(
         core,

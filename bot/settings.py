@@ -39,6 +39,15 @@ class BotSettings(CoreSettings):
     run_scheduler: bool = Field(True, description="run the SLA scheduler inside `serve`")
     outbox_poll_seconds: float = Field(1.0, gt=0)
     outbox_max_attempts: int = Field(12, ge=1)
+    outbox_lease_seconds: float = Field(
+        30,
+        gt=0,
+        description="how long a claimed outbox message stays reserved for its worker; renewed "
+        "while delivery runs, so a crashed worker's messages are taken over after this long",
+    )
+    slack_api_timeout_seconds: float = Field(
+        10, gt=0, description="time-out of each Slack Web API call"
+    )
     identity_cache_seconds: float = Field(60, ge=0)
     readiness_max_backlog: int = Field(1000, ge=1)
     readiness_slack_recheck_seconds: float = Field(

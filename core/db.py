@@ -88,7 +88,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-_UNAVAILABLE_ERRORS = (exc.OperationalError, exc.InterfaceError, OSError, ConnectionError)
+# SQLSTATEs that mean "the server cannot serve this connection right now": class 08 (connection
+# exceptions), 57P01-57P03 (terminated by an administrator or a crash, "the database system is
+# starting up / shutting down" while PostgreSQL restarts), 53300 (too many connections).
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
 class Database:
@@ -110,8 +113,7 @@ class Database:
             async with self.sessions() as session, session.begin():
                 yield session
         except exc.DBAPIError as error:
-            unreachable = error.connection_invalidated or isinstance(error, _UNAVAILABLE_ERRORS)
-            if unreachable and _is_lock_or_connection_problem(error):
+            if _is_unavailable(error):
                 log.warning("database unavailable", extra={"error": type(error).__name__})
                 raise Unavailable(
                     "The ticket database is unavailable right now; nothing was saved. "
@@ -129,9 +131,16 @@ class Database:
         await self.engine.dispose()
 
 
-def _is_lock_or_connection_problem(error: exc.DBAPIError) -> bool:
+def _is_unavailable(error: exc.DBAPIError) -> bool:
+    """Whether a driver error means the database is unreachable or busy (nothing was written:
+    the transaction is gone with its connection) rather than a bug or a constraint."""
     if error.connection_invalidated:
         return True
+    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    if isinstance(state, str) and (state.startswith("08") or state in _UNAVAILABLE_SQLSTATES):
+        return True
+    if not isinstance(error, (exc.OperationalError, exc.InterfaceError)):
+        return False
     text = str(error.orig).lower()
     return any(
         marker in text
@@ -140,6 +149,7 @@ def _is_lock_or_connection_problem(error: exc.DBAPIError) -> bool:
             "closed",
             "terminat",
             "shutdown",
+            "shutting down",
             "database is locked",
             "could not connect",
             "refused",

@@ -125,6 +125,29 @@ async def claim_batch(
         return claimed
 
 
+async def extend_lease(
+    core: Core, *, worker_id: str, message_ids: list[int], lease: timedelta
+) -> int:
+    """Renew the lease of messages `worker_id` is still delivering (a heartbeat), so that a short
+    lease never expires under a live worker; returns how many leases were renewed."""
+    if not message_ids:
+        return 0
+    now = core.clock.now()
+    async with core.db.transaction() as session:
+        outcome = await session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id.in_(message_ids),
+                OutboxMessage.locked_by == worker_id,
+                OutboxMessage.locked_until.is_not(None),  # not released by mark_retry meanwhile
+                OutboxMessage.delivered_at.is_(None),
+                OutboxMessage.failed_at.is_(None),
+            )
+            .values(locked_until=now + lease)
+        )
+        return int(getattr(outcome, "rowcount", 0) or 0)
+
+
 async def mark_delivered(
     core: Core,
     *,

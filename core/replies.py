@@ -220,12 +220,10 @@ async def delete_reply(core: Core, *, actor_id: int, reply_id: int) -> None:
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
         reply, row = await _load_reply(session, actor, reply_id)
-        moderator = actor.role in (Role.MANAGER, Role.ADMIN)
-        if reply.author_id != actor.id and not moderator:
+        if reply.author_id != actor.id and actor.role not in (Role.MANAGER, Role.ADMIN):
             raise denied(actor, "reply.delete", "Only the author or a manager can delete it.")
-        if row.status == Status.CLOSED.value and not moderator:
-            # Closed tickets are final; only managers and admins may still remove a message.
-            raise TicketClosed(f"Ticket #{row.number} is closed; its messages can't be deleted.")
+        # Deleting stays possible on closed tickets: it is how a message sent by mistake
+        # (a pasted password, say) is taken back, and it changes nothing else on the ticket.
         now = core.clock.now()
         reply.deleted_at = now
         reply.deleted_by_id = actor.id

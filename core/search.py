@@ -43,7 +43,6 @@ from sqlalchemy import (
     table,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnClause
@@ -280,38 +279,41 @@ class _Postgres(_Engine):
         if not ids:
             return {}
 
-        def hits(text: _Text) -> ColumnElement[bool]:
-            return func.to_tsvector(_ENGLISH, text).bool_op("@@")(self.any_query)
+        def hits(vector: ColumnElement[Any], weight: str) -> ColumnElement[bool]:
+            # The stored vector's title (A) or description (B) lexemes: no text is re-parsed.
+            part = func.ts_filter(vector, literal_column(f"'{{{weight}}}'::\"char\"[]"))
+            return part.bool_op("@@")(self.any_query)
 
         def headline(text: _Text) -> ColumnElement[str]:
             return func.ts_headline(_ENGLISH, text, self.any_query, _HEADLINE_OPTIONS, type_=Text)
 
+        description_hit = hits(_TICKET_VECTOR, "b")
         own = await session.execute(
             select(
                 Ticket,
-                hits(Ticket.title).label("title_hit"),
-                hits(Ticket.description).label("description_hit"),
-                headline(Ticket.description).label("description"),
+                hits(_TICKET_VECTOR, "a").label("title_hit"),
+                case((description_hit, headline(Ticket.description))).label("description"),
             ).where(Ticket.id.in_(ids))
         )
         rows = own.all()
+        # The page's few public replies are tested one by one (the match is a column, not a
+        # condition), which is cheaper than a GIN scan for every reply holding any of the words.
+        reply_hit = _REPLY_VECTOR.bool_op("@@")(self.any_query)
         replies = await session.execute(
-            select(Reply.ticket_id, headline(Reply.body).label("body"))
-            .where(
-                Reply.ticket_id.in_(ids),
-                *_public_reply(),
-                _REPLY_VECTOR.bool_op("@@")(self.any_query),
-            )
-            .order_by(Reply.ticket_id, Reply.created_at.desc(), Reply.id.desc())
-            .ext(distinct_on(Reply.ticket_id))
+            select(Reply.ticket_id, case((reply_hit, headline(Reply.body))).label("body"))
+            .where(Reply.ticket_id.in_(ids), *_public_reply())
+            .order_by(Reply.created_at.desc(), Reply.id.desc())
         )
-        reply_snippets = {row.ticket_id: row.body for row in replies}
+        reply_snippets: dict[uuid.UUID, str] = {}
+        for reply in replies:
+            if reply.body is not None:
+                reply_snippets.setdefault(reply.ticket_id, reply.body)
         return {
             row.Ticket.id: (
                 row.Ticket,
                 _choose_snippet(
                     row.Ticket,
-                    description=row.description if row.description_hit else None,
+                    description=row.description,
                     reply=reply_snippets.get(row.Ticket.id),
                     title_hit=bool(row.title_hit),
                 ),

@@ -35,7 +35,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, Select, case, insert, select, update
+from sqlalchemy import Row, Select, Uuid, any_, bindparam, case, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError
@@ -267,9 +268,15 @@ async def _process(
         (_tickets.c.sla_breach_at > now, _tickets.c.sla_breach_at),
         else_=None,
     )
+    ids = [row.id for row in rows]
+    if connection.dialect.name == "postgresql":
+        # One array parameter instead of one parameter per ticket.
+        chosen = _tickets.c.id == any_(bindparam("ids", ids, type_=postgresql.ARRAY(Uuid)))
+    else:
+        chosen = _tickets.c.id.in_(ids)
     await connection.execute(
         update(_tickets)
-        .where(_tickets.c.id.in_([row.id for row in rows]), _tickets.c.sla_next_alert_at <= now)
+        .where(chosen, _tickets.c.sla_next_alert_at <= now)
         .values(sla_next_alert_at=next_alert)
     )
     return alerts, len(candidates) - len(alerts)

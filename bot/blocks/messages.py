@@ -32,7 +32,7 @@ from bot.blocks.text import (
     truncate,
 )
 from bot.ids import REPLY_MARKER, Action
-from bot.payloads import ListPagePayload, TicketRefPayload
+from bot.payloads import EditReplyPayload, ListPagePayload, TicketRefPayload
 from core.enums import SlaThreshold, Status
 from core.views import Page, ReplyView, TicketDetail, TicketView
 
@@ -351,7 +351,9 @@ def _quote_chunks(text: str, size: int) -> list[str]:
     return pieces
 
 
-def _detail_reply(reply: ReplyView, ticket: TicketView) -> list[Json]:
+def _detail_reply(
+    reply: ReplyView, ticket: TicketView, *, viewer_id: int | None = None
+) -> list[Json]:
     """A reply in full (this is where relays send people to "read the rest"): the headline and
     the start of the text, then as many sections as the rest needs."""
     who = labels.name(reply.author)
@@ -363,7 +365,16 @@ def _detail_reply(reply: ReplyView, ticket: TicketView) -> list[Json]:
         headline = f":speech_balloon: *{who}* (support)"
     headline += f" · {format_time(reply.created_at)}{_edited(reply)}"
     chunks = _quote_chunks(reply.body, DETAIL_REPLY_CHUNK) or [">"]
-    return [section(f"{headline}\n{chunks[0]}"), *(section(chunk) for chunk in chunks[1:])]
+    edit = None
+    if viewer_id is not None and reply.author.id == viewer_id:
+        # Only the author may edit (the core checks it again); the button is theirs alone.
+        edit = button(
+            "Edit",
+            action_id=Action.EDIT_REPLY_OPEN,
+            value=EditReplyPayload(reply_id=reply.id).dump(),
+        )
+    first = section(f"{headline}\n{chunks[0]}", accessory=edit)
+    return [first, *(section(chunk) for chunk in chunks[1:])]
 
 
 def _history_line(detail: TicketDetail) -> str | None:
@@ -381,7 +392,11 @@ def _history_line(detail: TicketDetail) -> str | None:
 
 
 def ticket_detail(
-    detail: TicketDetail, *, staff: bool, max_blocks: int = MESSAGE_BLOCKS
+    detail: TicketDetail,
+    *,
+    staff: bool,
+    max_blocks: int = MESSAGE_BLOCKS,
+    viewer_id: int | None = None,
 ) -> list[Json]:
     """A ticket in full: header, fields, description, history, then replies oldest first (the
     latest ones when they do not all fit, saying how many are hidden)."""
@@ -407,16 +422,18 @@ def ticket_detail(
         return blocks[:max_blocks]
     blocks.append(divider())
     room = max_blocks - len(blocks) - 1  # one block for the "hidden" note if needed
-    groups = [_detail_reply(reply, ticket) for reply in replies]
-    if sum(len(group) for group in groups) > room + 1:
-        kept: list[list[Json]] = []
-        used = 0
-        for group in reversed(groups):
-            if kept and used + len(group) > room:
-                break
-            kept.append(group)
-            used += len(group)
-        groups = kept[::-1]
+    groups: list[list[Json]] = []  # newest first while collecting
+    used = 0
+    for reply in reversed(replies):
+        group = _detail_reply(reply, ticket, viewer_id=viewer_id)
+        if groups and used + len(group) > room + 1:
+            break
+        groups.append(group)
+        used += len(group)
+    if len(groups) < len(replies):
+        while len(groups) > 1 and used > room:  # leave a block for the "not shown" note
+            used -= len(groups.pop())
+    groups.reverse()
     hidden = len(replies) - len(groups)
     if hidden:
         blocks.append(context(f"{hidden} earlier repl{'y' if hidden == 1 else 'ies'} not shown."))

@@ -143,8 +143,8 @@ def create_ticket_modal(
                 block_id=Block.CUSTOMER,
                 label="Customer",
                 element=element,
-                optional=True,
-                hint="Leave empty to open the ticket for yourself.",
+                optional=False,
+                hint="Staff open tickets on behalf of a customer.",
             )
         )
     return _modal(

@@ -4,6 +4,7 @@ tests alike."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,29 @@ ADMIN = Person("UADMIN0001", "Ada Admin", "ada@support.test", "admin")
 PEOPLE = (CUSTOMER, CUSTOMER_2, AGENT, MANAGER, ADMIN)
 
 
+@dataclass
+class Replica:
+    """A second bot process on the same database and the same Slack: Slack (or a load balancer)
+    may hand any request, or its retry, to either. It has its own engine and connection pool."""
+
+    server: BotServer
+    client: BotClient
+    worker: OutboxWorker
+
+    @property
+    def runtime(self) -> Any:
+        assert self.server.runtime is not None
+        return self.server.runtime
+
+    async def send(self, request: SlackRequest, **kwargs: Any) -> BotResponse:
+        return await self.client.send(request, **kwargs)
+
+    async def stop(self) -> None:
+        await self.client.close()
+        await self.server.stop()
+        await self.server.core.close()
+
+
 class Stage:
     """Start with `async with Stage(database_url=...) as stage:`; act with `stage.send(...)`,
     then `await stage.settle()` to let the bot finish and deliver its outbox."""
@@ -69,6 +93,7 @@ class Stage:
         self.server: BotServer | None = None
         self.client: BotClient | None = None
         self.worker: OutboxWorker | None = None
+        self.replicas: list[Replica] = []
 
     async def __aenter__(self) -> Stage:
         await self.start()
@@ -132,7 +157,28 @@ class Stage:
                 )
             identity.invalidate(person.user_id)
 
+    async def start_replica(self) -> Replica:
+        """Start another bot on the same database and the same stand-in Slack (already migrated
+        and seeded by `start`); `settle` then waits for it and drains its outbox worker too."""
+        assert self.server is not None
+        settings = self.settings(self.fake.api_url)
+        server = BotServer(settings, clock=self.clock, run_worker=False, migrate=False)
+        try:
+            base_url = await server.start()
+        except BaseException:
+            await server.stop()
+            await server.core.close()
+            raise
+        assert server.runtime is not None
+        worker = OutboxWorker(server.runtime, worker_id=f"replica-{len(self.replicas) + 1}")
+        replica = Replica(server, BotClient(base_url, SlackRequestSigner(SIGNING_SECRET)), worker)
+        self.replicas.append(replica)
+        return replica
+
     async def stop(self) -> None:
+        for replica in self.replicas:
+            await replica.stop()
+        self.replicas = []
         if self.client is not None:
             await self.client.close()
         if self.server is not None:
@@ -157,9 +203,25 @@ class Stage:
     async def settle(self) -> None:
         """Wait for every running listener, then deliver the outbox until nothing is due."""
         assert self.worker is not None
+        if self.replicas:
+            await self._settle_replicas()
+            return
         for _ in range(50):
             await self.runtime.wait_idle()
             if not await self.worker.run_once() and not self.runtime.in_flight:
+                return
+
+    async def _settle_replicas(self) -> None:
+        """Settle with replicas: every bot's listeners finish, and all outbox workers deliver
+        at the same time (as the replicas' workers would), until none has anything left."""
+        assert self.worker is not None
+        runtimes = [self.runtime, *(r.runtime for r in self.replicas)]
+        workers = [self.worker, *(r.worker for r in self.replicas)]
+        for _ in range(50):
+            for runtime in runtimes:
+                await runtime.wait_idle()
+            handled = await asyncio.gather(*(w.run_once() for w in workers))
+            if not any(handled) and not any(r.in_flight for r in runtimes):
                 return
 
     async def act(self, request: SlackRequest, **kwargs: Any) -> BotResponse:

@@ -121,7 +121,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await ack()
         ref = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
         detail = await tickets.get_ticket(runtime.core, actor_id=actor.id, ticket=ref)
-        blocks = messages.ticket_detail(detail, staff=actor.role.is_staff)
+        blocks = messages.ticket_detail(detail, staff=actor.role.is_staff, viewer_id=actor.id)
         if body.get("response_url") or body.get("container", {}).get("type") == "message":
             await respond(
                 text=f"Ticket #{detail.ticket.number}",

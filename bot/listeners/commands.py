@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
@@ -38,12 +39,20 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     ) -> None:
         await ack()
         trigger = command.get("trigger_id")
-        if trigger and not await chat.claim_delivery(runtime.core, key=f"command:{trigger}"):
+        if not isinstance(trigger, str) or not trigger or not _is_url(command.get("response_url")):
+            # Slack always sends both; without them there is no reply path and no retry key.
+            raise ValidationFailed("This command arrived incomplete; please run it again.")
+        if not await chat.claim_delivery(runtime.core, key=f"command:{trigger}"):
             log.info("duplicate command delivery dropped")
             return
         parsed = cp.parse(command.get("text", ""))
         handler = HANDLERS[type(parsed)]
         await handler(runtime, parsed, actor=actor, command=command, respond=respond, client=client)
+
+
+def _is_url(value: object) -> bool:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    return parts is not None and parts.scheme in ("https", "http") and bool(parts.netloc)
 
 
 async def _say(
@@ -145,7 +154,7 @@ async def _show(
     runtime: Runtime, cmd: cp.Show, *, actor: UserView, respond: AsyncRespond, **_: Any
 ) -> None:
     detail = await tickets.get_ticket(runtime.core, actor_id=actor.id, ticket=cmd.number)
-    blocks = messages.ticket_detail(detail, staff=actor.role.is_staff)
+    blocks = messages.ticket_detail(detail, staff=actor.role.is_staff, viewer_id=actor.id)
     await _say(respond, f"Ticket #{detail.ticket.number}", blocks)
 
 

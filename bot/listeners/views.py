@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.errors import field_errors, internal_field_errors
+from bot.errors import field_errors, internal_field_errors, user_message
 from bot.ids import Action, Block, Callback, Visibility
 from bot.listeners.common import input_value, resolve_user, tell_user, view_values
 from bot.listeners.registry import Registry
@@ -36,16 +36,25 @@ def _submission(runtime: Runtime, handler: Submission) -> Callable[..., Awaitabl
             notice = await handler(view, actor)
         except DomainError as error:
             log.info("submission refused", extra={"code": error.code.value, "field": error.field})
-            await ack(response_action="errors", errors=field_errors(error, view))
+            await _refuse(ack, actor, field_errors(error, view), user_message(error))
             return
-        except Exception:
+        except Exception as error:
             log.exception("submission failed")
-            await ack(response_action="errors", errors=internal_field_errors(view))
+            await _refuse(ack, actor, internal_field_errors(view), user_message(error))
             return
         await ack()
         runtime.wake_outbox()
         if notice:
             await tell_user(runtime, user_id=actor.slack_user_id, text=notice)
+
+    async def _refuse(ack: AsyncAck, actor: UserView, errors: dict[str, str], message: str) -> None:
+        """Errors under the modal's fields; a view without inputs (not one of ours: forged or
+        garbled) is closed and the person told in a message instead."""
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        await tell_user(runtime, user_id=actor.slack_user_id, text=message)
 
     listener.__name__ = handler.__name__
     return listener

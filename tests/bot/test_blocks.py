@@ -943,3 +943,18 @@ def test_notes_stay_out_of_customer_facing_builders() -> None:
     assert "SECRET-NOTE" not in str(messages.ticket_detail(detail, staff=False))
     with pytest.raises(ValueError):
         messages.customer_relay(secret, t)
+
+
+def test_ticket_detail_offers_edit_only_on_the_viewers_own_replies() -> None:
+    t = ticket()
+    detail = TicketDetail(
+        ticket=t,
+        replies=(reply(t, rid=1, author=CUSTOMER, body="mine"), reply(t, rid=2, body="theirs")),
+        history=(),
+    )
+    blocks = messages.ticket_detail(detail, staff=False, viewer_id=CUSTOMER.id)
+    check_blocks(blocks)
+    buttons = [b["accessory"] for b in blocks if b.get("accessory", {}).get("type") == "button"]
+    assert [b["action_id"] for b in buttons] == [Action.EDIT_REPLY_OPEN]
+    assert EditReplyPayload.parse(buttons[0]["value"]).reply_id == 1
+    assert not any("accessory" in b for b in messages.ticket_detail(detail, staff=False))

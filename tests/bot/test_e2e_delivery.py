@@ -3,6 +3,7 @@ database), double submissions, rate limits and server errors from Slack, per-thr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -142,6 +143,20 @@ async def test_retried_slash_command_runs_once(stage):
         if "We are on it" in m.text_content
     ]
     assert len(in_dm) == 1
+    answers = [e for e in stage.fake.ephemerals(AGENT.user_id) if "Reply sent" in e.text_content]
+    assert len(answers) == 1  # the command ran once, not just its reply once
+
+
+async def test_retried_dm_outside_a_thread_is_answered_once(stage):
+    dm = stage.dm(CUSTOMER)
+    request = with_event_id(stage.user(CUSTOMER).says(dm, "hello?"), "EvRETRY0003")
+    await stage.act(request)
+    await stage.act(request, retry_num=1)
+    async with second_replica(stage) as (server, client):
+        await client.send(request, retry_num=2)
+        await settle_replica(stage, server)
+    guidance = [m for m in stage.fake.messages(dm) if m.bot_id]
+    assert len(guidance) == 1
 
 
 async def test_retried_new_command_opens_one_modal(stage):
@@ -225,3 +240,58 @@ async def test_order_within_a_thread_is_kept_while_slack_rate_limits(stage, cloc
     clock.advance(seconds=4)
     await stage.settle()
     assert thread() == ["first", "second", "third"]
+
+
+async def test_post_that_timed_out_but_reached_slack_is_not_posted_again(stage, clock):
+    # Slack stored the message but the answer never came back: the retry finds the message
+    # by the outbox id in its metadata instead of posting a second card.
+    customer = stage.user(CUSTOMER)
+    await stage.act(customer.slash_command("new Slow Slack", channel_id=stage.dm(CUSTOMER)))
+    view = stage.fake.views_opened(CUSTOMER.user_id)[-1].to_api()
+    await stage.send(customer.submit(view, {"title_block": {"title": "Slow Slack"}}))
+    await stage.runtime.wait_idle()
+    stage.runtime.client.timeout = 0.3  # the bot gives up long before the fake answers
+
+    def is_card(method, params):
+        return method == "chat.postMessage" and params.get("channel") == STAFF_CHANNEL
+
+    rule = stage.fake.fail_for(is_card, 1, status="timeout", delay=0.6, then_process=True)
+    await stage.settle()
+    for _ in range(500):  # the fake finishes the parked call on its own, a moment later
+        if staff_cards(stage):
+            break
+        await asyncio.sleep(0.01)
+    stage.runtime.client.timeout = 10
+    assert rule.hits == 1 and len(staff_cards(stage)) == 1
+    card_row = next(r for r in await outbox_rows(stage) if r.kind == OutboxKind.STAFF_CARD_CREATE)
+    assert card_row.delivered_at is None and "Timeout" in (card_row.last_error or "")
+    clock.advance(minutes=1)
+    await stage.settle()
+    assert len(staff_cards(stage)) == 1
+    posts = [
+        c for c in stage.fake.calls_to("chat.postMessage") if c.params["channel"] == STAFF_CHANNEL
+    ]
+    assert len(posts) == 1  # the retry looked (conversations.history) instead of posting
+    assert [c for c in stage.fake.calls_to("conversations.history") if c.ok]
+    card_row = next(r for r in await outbox_rows(stage) if r.id == card_row.id)
+    assert card_row.delivered_at is not None
+    # The card found again is the ticket's staff thread: staff replies still land there.
+    await stage.act(
+        stage.user(AGENT).says(STAFF_CHANNEL, "!reply On it", thread_ts=staff_cards(stage)[0].ts)
+    )
+    dm = stage.dm(CUSTOMER)
+    assert any("On it" in m.text_content for m in stage.fake.messages(dm) if m.is_reply)
+
+
+async def test_permanent_failure_is_recorded_and_later_messages_go_ahead(stage):
+    opened = await open_ticket(stage)
+    stage.fake.fail_next("chat.postMessage", error="invalid_blocks")
+    agent = stage.user(AGENT)
+    await stage.act(agent.says(STAFF_CHANNEL, "!reply first answer", thread_ts=opened.card.ts))
+    await stage.act(agent.says(STAFF_CHANNEL, "!reply second answer", thread_ts=opened.card.ts))
+    rows = [r for r in await outbox_rows(stage) if r.kind == OutboxKind.CUSTOMER_THREAD_POST]
+    assert rows[0].failed_at is not None and "invalid_blocks" in (rows[0].last_error or "")
+    assert rows[1].delivered_at is not None
+    thread = stage.fake.replies(opened.dm, opened.confirmation.ts)
+    assert [m for m in thread if "second answer" in m.text_content]
+    assert not [m for m in thread if "first answer" in m.text_content]

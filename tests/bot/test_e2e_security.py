@@ -12,8 +12,8 @@ import pytest
 
 from bot.app import StartupError
 from bot.devslack.requests import SlackUser, url_verification_body
-from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Stage
-from bot.identity import IdentityResolver
+from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Person, Stage
+from bot.identity import LOOKUP_TIMEOUT_SECONDS
 from core.admin import create_company
 from core.context import Core
 from tests.bot.e2e_support import detail, last_ephemeral, open_ticket, staff_cards, user
@@ -175,6 +175,34 @@ async def test_mention_injection_through_ticket_text_is_neutralised(stage):
     assert all(not c.params.get("link_names") for c in stage.fake.calls_to("chat.postMessage"))
 
 
+async def test_mention_injection_through_a_display_name_is_neutralised(stage):
+    mallory = Person("UMALLORY01", "<!here> <@UAGENT0001> Mallory", "m@example.net", "customer")
+    stage.fake.add_user(mallory.user_id, mallory.name, email=mallory.email)
+    opened = await open_ticket(stage, mallory, title="Harmless title")
+    await stage.act(
+        stage.user(mallory).says(opened.dm, "harmless text", thread_ts=opened.confirmation.ts)
+    )
+    await stage.act(
+        stage.user(AGENT).slash_command(
+            f"assign {opened.number} <@{AGENT.user_id}>", channel_id=STAFF_CHANNEL
+        )
+    )
+    calls = [
+        c
+        for c in stage.fake.calls
+        if c.ok and c.method in ("chat.postMessage", "chat.update", "response_url")
+    ]
+    relayed = [m for m in stage.fake.replies(STAFF_CHANNEL, opened.card.ts) if m.bot_id]
+    assert any("Mallory" in m.text_content for m in relayed)  # the name is shown, defused
+    offending = [
+        (c.method, t)
+        for c in calls
+        for t in _live_tokens(c.params)
+        if "<@UAGENT0001" not in t or "Mallory" in t  # the assignee field mentions Dana: fine
+    ]
+    assert not offending, offending
+
+
 # --------------------------------------------------------------------------- identity
 
 
@@ -243,7 +271,7 @@ async def test_role_change_invalidates_the_cached_role_for_the_next_command(stag
 
 
 async def test_slow_users_info_cannot_delay_the_ack_past_three_seconds(stage):
-    assert IdentityResolver(None, None, admin_ids=[], ttl_seconds=0).lookup_timeout < 2.5  # type: ignore[arg-type]
+    assert LOOKUP_TIMEOUT_SECONDS < 2.5 and stage.runtime.identity.lookup_timeout < 2.5
     stage.runtime.identity.lookup_timeout = 0.2  # the same path, quicker
     stage.fake.add_user("UNEWCOMER1", "New Person", email="new@example.com")
     stage.fake.fail_next("users.info", status="timeout", delay=5)
@@ -274,10 +302,14 @@ async def test_corporate_staff_see_the_tickets_of_their_companys_customers_only(
     # Companies are matched by email domain (admin-managed): alice@example.com belongs to
     # Example Inc, bob@example.org does not.
     admin = await user(stage, ADMIN)
-    await create_company(stage.runtime.core, actor_id=admin.id, name="Example Inc", domains=["example.com"])
+    await create_company(
+        stage.runtime.core, actor_id=admin.id, name="Example Inc", domains=["example.com"]
+    )
     stage.fake.add_user("UCORP00001", "Carla Corporate", email="carla@example.com")
     await stage.act(
-        stage.user(ADMIN).slash_command("role <@UCORP00001|carla> corporate", channel_id=STAFF_CHANNEL)
+        stage.user(ADMIN).slash_command(
+            "role <@UCORP00001|carla> corporate", channel_id=STAFF_CHANNEL
+        )
     )
     alice = await open_ticket(stage, title="Printer jams on tray two")
     bob = await open_ticket(stage, CUSTOMER_2, title="Laptop battery swelling")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, MANAGER, STAFF_CHANNEL
+from bot.payloads import EditReplyPayload
 from core.enums import Status
 from tests.bot.e2e_support import detail, open_ticket
 
@@ -231,3 +232,60 @@ async def test_card_buttons_are_refused_to_customers(stage):
     assert (await detail(stage, opened.number)).ticket.assignee is None
     answer = stage.fake.ephemerals(CUSTOMER_2.user_id)[-1].text_content
     assert "NOT_FOUND" in answer or "FORBIDDEN" in answer
+
+
+async def test_status_button_on_a_closed_card_reopens_the_ticket(stage):
+    opened = await open_ticket(stage)
+    await stage.act(
+        stage.user(AGENT).slash_command(f"close {opened.number} Done", channel_id=STAFF_CHANNEL)
+    )
+    view = await click_card(stage, AGENT, "ticket_status_open", opened)
+    response = await stage.act(
+        stage.user(AGENT).submit(view.to_api(), {"status_block": {"status": "open"}})
+    )
+    assert "errors" not in response.json
+    assert (await detail(stage, opened.number)).ticket.status is Status.OPEN
+    told = stage.fake.replies(opened.dm, opened.confirmation.ts)
+    assert "reopened" in told[-1].text_content
+    assert "Assign to me" in card_now(stage, opened).text_content  # buttons are back
+
+
+async def test_edit_reply_modal_edits_text_but_never_visibility(stage):
+    opened = await open_ticket(stage)
+    view = await click_card(stage, AGENT, "ticket_note_open", opened)
+    secret = stage.unique("Billing dispute pending")
+    await stage.act(
+        stage.user(AGENT).submit(
+            view.to_api(),
+            {"body_block": {"body": secret}, "visibility_block": {"visibility": "internal"}},
+        )
+    )
+    note = next(r for r in (await detail(stage, opened.number)).replies if r.body == secret)
+    value = EditReplyPayload(reply_id=note.id).dump()
+    await stage.act(
+        stage.user(AGENT).click(
+            "reply_edit_open", value=value, message=opened.card, channel_id=STAFF_CHANNEL
+        )
+    )
+    edit_view = stage.fake.views_opened(AGENT.user_id)[-1]
+    assert edit_view.callback_id == "reply_edit" and "stays internal" in edit_view.text_content
+    edited_text = f"!reply {secret} (edited)"
+    response = await stage.act(
+        stage.user(AGENT).submit(edit_view.to_api(), {"body_block": {"body": edited_text}})
+    )
+    assert "errors" not in response.json
+    note = next(r for r in (await detail(stage, opened.number)).replies if r.id == note.id)
+    assert note.body == edited_text and note.is_internal
+    assert not stage.fake.find_visible(CUSTOMER.user_id, secret)
+    # someone else may not edit it
+    await stage.act(
+        stage.user(MANAGER).click(
+            "reply_edit_open", value=value, message=opened.card, channel_id=STAFF_CHANNEL
+        )
+    )
+    other_view = stage.fake.views_opened(MANAGER.user_id)[-1]
+    response = await stage.act(
+        stage.user(MANAGER).submit(other_view.to_api(), {"body_block": {"body": "hijacked"}})
+    )
+    assert response.json["response_action"] == "errors"
+    assert "FORBIDDEN" in response.json["errors"]["body_block"]

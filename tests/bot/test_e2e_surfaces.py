@@ -177,3 +177,24 @@ async def test_long_title_and_body_in_a_modal_are_within_limits(stage):
     assert len(input_initial(view, "title_block")) <= 150
     failures = [c for c in stage.fake.calls_to("views.open") if not c.ok]
     assert not failures
+
+
+async def test_create_modal_field_errors_come_back_under_the_field(stage):
+    customer = stage.user(CUSTOMER)
+    await stage.act(customer.slash_command("new", channel_id=stage.dm(CUSTOMER)))
+    view = stage.fake.views_opened(CUSTOMER.user_id)[-1].to_api()
+    response = await stage.act(
+        customer.submit(
+            view, {"title_block": {"title": "   "}, "priority_block": {"priority": "low"}}
+        )
+    )
+    assert response.json["response_action"] == "errors"
+    assert set(response.json["errors"]) == {"title_block"}
+    response = await stage.act(
+        customer.submit(
+            view, {"title_block": {"title": "Fine"}, "priority_block": {"priority": "whenever"}}
+        )
+    )
+    assert response.json["response_action"] == "errors"
+    assert set(response.json["errors"]) == {"priority_block"}
+    assert staff_cards(stage) == []

@@ -173,3 +173,29 @@ async def _admin_id(stage):
     if found is None:
         found = await stage.runtime.identity.resolve(ADMIN.user_id)
     return found.id
+
+
+async def test_author_edits_a_reply_from_ticket_detail_edit_button(stage):
+    card, dm, confirmation = await open_ticket(stage)
+    customer = stage.user(CUSTOMER)
+    await stage.act(customer.says(dm, "It happens at 10:00", thread_ts=confirmation.ts))
+    await stage.act(customer.slash_command("show 1", channel_id=dm))
+    shown = stage.fake.ephemerals(CUSTOMER.user_id)[-1]
+    edit_buttons = [
+        b["accessory"]
+        for b in shown.blocks
+        if b.get("accessory", {}).get("action_id") == "reply_edit_open"
+    ]
+    assert len(edit_buttons) == 1  # only the customer's own reply, not the confirmation's
+    await stage.act(
+        customer.click("reply_edit_open", value=edit_buttons[0]["value"], channel_id=dm)
+    )
+    view = stage.fake.views_opened(CUSTOMER.user_id)[-1]
+    await stage.submit_view(CUSTOMER, view, {"body_block": {"body": "It happens at 11:00"}})
+    ticket_id = await _ticket_id(stage)
+    customer_user = await stage.runtime.identity.resolve(CUSTOMER.user_id)
+    detail = await tickets.get_ticket(stage.runtime.core, actor_id=customer_user.id, ticket=1)
+    assert [r.body for r in detail.replies] == ["It happens at 11:00"]
+    copies = stage.fake.replies(STAFF_CHANNEL, card.ts)
+    assert any("It happens at 11:00" in m.text_content for m in copies)
+    assert ticket_id is not None

@@ -283,3 +283,10 @@ async def test_metrics_of_two_servers_in_one_process_are_separate(make_stage, st
     key = "ticketbot_slack_requests_total"
     assert value(mine, key, kind="command", outcome="ok") == 1
     assert value(theirs, key, kind="command", outcome="ok") == 0
+
+
+async def test_metrics_endpoint_can_be_switched_off(make_stage):
+    stage = await make_stage(metrics_enabled=False)
+    status, _, _ = await get(stage, "/metrics")
+    assert status == 404
+    assert (await get(stage, "/healthz"))[0] == 200

@@ -63,6 +63,8 @@ async def test_user_validation_on_assign(core):
                 core, actor_id=cast.manager.id, ticket=ticket.number, assignee_id=assignee
             )
         assert error.value.field == "assignee", assignee
+        if assignee in (corp_b.id, cast.corp_a.id):
+            assert "does not cover this ticket's company" in error.value.message
     for ticket in (ticket_a, ticket_none):
         assert (await ticket_row(core, ticket.id)).assignee_id is None
 

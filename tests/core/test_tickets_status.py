@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -256,3 +257,14 @@ async def test_status_change_is_audited_and_announced_to_both_threads(core):
     ]
     post = next(m for m in new if m.kind == "customer_thread_post")
     assert post.payload["status"] == "resolved" and post.payload["previous"] == "open"
+
+
+async def test_status_changes_are_logged(core, caplog):
+    cast = await make_cast(core)
+    ticket = await make_ticket(core, cast.alice)
+    with caplog.at_level(logging.INFO, logger="core.tickets"):
+        await change_status(core, actor_id=cast.agent.id, ticket=ticket.number, status="resolved")
+    record = next(r for r in caplog.records if r.getMessage() == "ticket status changed")
+    assert (record.__dict__["from"], record.__dict__["to"]) == ("open", "resolved")
+    assert record.__dict__["ticket"] == ticket.number
+    assert record.__dict__["actor_id"] == cast.agent.id
