@@ -85,7 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         from bot.scheduler import run_scheduler_forever
         from core.context import Core
 
-        asyncio.run(run_scheduler_forever(Core.from_settings(settings), settings))
+        async def scheduler_only() -> None:
+            from migrations import run_migrations
+
+            await run_migrations(settings.database_url)
+            core = Core.from_settings(settings)
+            try:
+                await run_scheduler_forever(core, settings)
+            finally:
+                await core.close()
+
+        asyncio.run(scheduler_only())
         return 0
     if command == "roles":
         from bot.cli import roles_command

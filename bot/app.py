@@ -28,6 +28,7 @@ from bot.listeners.common import tell_user
 from bot.listeners.registry import Registry
 from bot.logs import REQUEST_ID
 from bot.metrics import CONTENT_TYPE, BotMetrics, RequestInfo, describe_request
+from bot.request_shape import well_formed
 from bot.runtime import Runtime, build_runtime
 from bot.settings import BotSettings
 from core import outbox
@@ -259,22 +260,27 @@ class BotServer:
         info = RequestInfo("other")
         status = 500
         try:
-            try:
-                bolt_request = await to_bolt_request(request)
-                info = describe_request(bolt_request.body)
-                bolt_request.context["request_id"] = request_id
-                bolt_response = await self.app.async_dispatch(bolt_request)
-            except _MALFORMED:
-                # Neither a form nor JSON, or a shape bolt cannot read (payload=null, a list,
-                # "actions": 7): no listener ran. Unsigned, it is refused like any other.
-                log.warning("unreadable request body", exc_info=True)
-                signed = self._signed(request.headers, await request.read())
-                status = 400 if signed else 401
-                text = "malformed request body" if signed else "invalid request signature"
-                response = web.Response(status=status, text=text)
+            if not self._signed(request.headers, await request.read()):
+                # Checked before the body is even parsed: whatever it holds, unsigned is 401.
+                status = 401
+                response = web.Response(status=401, text="invalid request signature")
             else:
-                status = bolt_response.status
-                response = await to_aiohttp_response(bolt_response)
+                try:
+                    bolt_request = await to_bolt_request(request)
+                    if not well_formed(bolt_request.body):
+                        raise ValueError("a field of an unexpected type")
+                    info = describe_request(bolt_request.body)
+                    bolt_request.context["request_id"] = request_id
+                    bolt_response = await self.app.async_dispatch(bolt_request)
+                except _MALFORMED:
+                    # Neither a form nor JSON, or a shape bolt cannot read (payload=null, a
+                    # list, "actions": 7): refused before any listener ran.
+                    log.warning("unreadable request body", extra={"kind": info.kind})
+                    status = 400
+                    response = web.Response(status=400, text="malformed request body")
+                else:
+                    status = bolt_response.status
+                    response = await to_aiohttp_response(bolt_response)
             response.headers["X-Request-Id"] = request_id
             return response
         finally:
@@ -295,7 +301,7 @@ class BotServer:
             REQUEST_ID.reset(reset)
 
     def _signed(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """Whether a body carries a valid, fresh Slack signature (as bolt's own check)."""
+        """Whether a body carries a valid, fresh Slack signature (bolt checks it again)."""
         if self.settings.socket_mode:
             return True
         verifier = SignatureVerifier(self.settings.signing_secret)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bot.blocks.text import escape
 from bot.ids import FIELD_BLOCKS
 from core.errors import DomainError, ErrorCode
 
@@ -27,7 +28,9 @@ def user_message(error: BaseException) -> str:
     """The text to show the user: the domain message with its stable code, or a generic one."""
     if isinstance(error, DomainError):
         prefix = _PREFIX.get(error.code, ":warning:")
-        return f"{prefix} {error.message} (`{error.code.value}`)"
+        # Messages may quote what the user typed (an unknown command, a category name): it is
+        # escaped like any user text, so it can never ping, link or break the formatting.
+        return f"{prefix} {escape(error.message)} (`{error.code.value}`)"
     return f":warning: {INTERNAL_ERROR} (`INTERNAL`)"
 
 

@@ -34,7 +34,7 @@ from core.outbox import OutboxKind
 log = logging.getLogger("bot.metrics")
 
 # The *_created series (counter creation times) only add noise to this exposition.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 from pathlib import Path
+from typing import IO
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from core.db import create_engine
 
@@ -35,9 +38,38 @@ def _run(connection: Connection, action: str, target: str) -> None:
 
 
 async def run_migrations(url: str, action: str = "upgrade", target: str = "head") -> None:
-    """Upgrade (or downgrade) the database at `url`, serialised across processes on PostgreSQL."""
-    # core.db's engine: on SQLite every transaction starts with BEGIN IMMEDIATE, so two
-    # processes migrating one file take turns instead of both creating the same tables.
+    """Upgrade (or downgrade) the database at `url`; processes that start together take turns
+    (a PostgreSQL advisory lock, or a lock file beside a SQLite database)."""
+    sqlite_file = _sqlite_path(url)
+    if sqlite_file is None:
+        await _migrate(url, action, target)
+        return
+    lock_path = sqlite_file.with_name(sqlite_file.name + ".migrate-lock")
+    handle = await asyncio.to_thread(_lock_file, lock_path)
+    try:
+        await _migrate(url, action, target)
+    finally:
+        handle.close()  # closing the file releases the lock
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return None
+    return Path(database).resolve()
+
+
+def _lock_file(path: Path) -> IO[bytes]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("ab")
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    return handle
+
+
+async def _migrate(url: str, action: str, target: str) -> None:
+    # core.db's engine: on SQLite every transaction starts with BEGIN IMMEDIATE.
     engine = create_engine(url, pool_size=1, max_overflow=0)
     try:
         async with engine.connect() as connection:

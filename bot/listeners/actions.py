@@ -20,7 +20,7 @@ from bot.payloads import (
     TicketRefPayload,
 )
 from bot.runtime import Runtime
-from core import admin, replies, tickets
+from core import admin, chat, replies, tickets
 from core.access import TicketRef
 from core.tickets import TRANSITIONS
 from core.views import UserView
@@ -37,6 +37,18 @@ async def _ticket_for(runtime: Runtime, actor: UserView, body: dict[str, Any]) -
     """The ticket a button names, loaded with the real actor's permissions."""
     ref: TicketRef = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
     return (await tickets.get_ticket(runtime.core, actor_id=actor.id, ticket=ref)).ticket
+
+
+async def _first_delivery(runtime: Runtime, body: dict[str, Any]) -> bool:
+    """Claim a click by its trigger_id; False for the same click delivered again (a retry,
+    maybe to another replica), which must not open a second modal or answer twice."""
+    trigger = body.get("trigger_id")
+    if not isinstance(trigger, str) or not trigger:
+        return True
+    if await chat.claim_delivery(runtime.core, key=f"action:{trigger}"):
+        return True
+    log.info("duplicate action delivery dropped")
+    return False
 
 
 def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
@@ -58,6 +70,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     @runtime.track
     async def assign_to_me(ack: AsyncAck, body: dict[str, Any], actor: UserView) -> None:
         await ack()
+        if not await _first_delivery(runtime, body):
+            return
         ref = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
         await tickets.assign_ticket(
             runtime.core, actor_id=actor.id, ticket=ref, assignee_id=actor.id
@@ -70,6 +84,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
         await ack()
+        if not await _first_delivery(runtime, body):
+            return
         ticket = await _ticket_for(runtime, actor, body)
         await client.views_open(trigger_id=body["trigger_id"], view=modals.assign_modal(ticket))
 
@@ -79,6 +95,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
         await ack()
+        if not await _first_delivery(runtime, body):
+            return
         ticket = await _ticket_for(runtime, actor, body)
         allowed = sorted(TRANSITIONS[ticket.status], key=lambda s: list(TRANSITIONS).index(s))
         await client.views_open(
@@ -98,6 +116,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
         await ack()
+        if not await _first_delivery(runtime, body):
+            return
         # Internal stays preselected even here: reaching the customer takes an explicit choice.
         await _open_reply(body, client, actor, internal=True)
 
@@ -107,6 +127,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
         await ack()
+        if not await _first_delivery(runtime, body):
+            return
         await _open_reply(body, client, actor, internal=True)
 
     @app.action(Action.SHOW_TICKET.value)
@@ -119,6 +141,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         client: AsyncWebClient,
     ) -> None:
         await ack()
+        if not await _first_delivery(runtime, body):
+            return
         ref = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
         detail = await tickets.get_ticket(runtime.core, actor_id=actor.id, ticket=ref)
         blocks = messages.ticket_detail(detail, staff=actor.role.is_staff, viewer_id=actor.id)
@@ -141,6 +165,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
         await ack()
+        if not await _first_delivery(runtime, body):
+            return
         payload = EditReplyPayload.parse(_value(body))
         reply_id = payload.reply_id  # type: ignore[attr-defined]
         ticket_id = await replies.ticket_id_of_reply(runtime.core, reply_id=reply_id)
@@ -154,6 +180,11 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             from core.errors import NotFound
 
             raise NotFound("That message was not found.")
+        if reply.author.id != actor.id:
+            # The core refuses the edit anyway; do not offer a form that cannot be saved.
+            from core.errors import Forbidden
+
+            raise Forbidden("Only the author can edit a message.")
         await client.views_open(trigger_id=body["trigger_id"], view=modals.edit_reply_modal(reply))
 
     @app.action(Action.HOME_NEW_TICKET.value)
@@ -162,6 +193,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
         await ack()
+        if not await _first_delivery(runtime, body):
+            return
         categories = await admin.list_categories(runtime.core)
         view = modals.create_ticket_modal(
             categories=categories, staff=actor.role.is_staff, metadata=CreateTicketPayload()
@@ -178,6 +211,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         client: AsyncWebClient,
     ) -> None:
         await ack()
+        if not await _first_delivery(runtime, body):
+            return
         payload = ListPagePayload.parse(_value(body))
         text = f"{payload.query} page {payload.page}"  # type: ignore[attr-defined]
         parsed = cp.parse(text)

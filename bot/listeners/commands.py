@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import command_parser as cp
 from bot.blocks import messages, modals
+from bot.blocks.text import escape, single_line
 from bot.ids import COMMAND
 from bot.listeners.common import resolve_user
 from bot.listeners.registry import Registry
@@ -48,6 +49,11 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         parsed = cp.parse(command.get("text", ""))
         handler = HANDLERS[type(parsed)]
         await handler(runtime, parsed, actor=actor, command=command, respond=respond, client=client)
+
+
+def _name(user: UserView) -> str:
+    """A display name (from the person's Slack profile: any text) for mrkdwn."""
+    return escape(single_line(user.display_name))
 
 
 def _is_url(value: object) -> bool:
@@ -180,7 +186,7 @@ async def _assign(
     )
     runtime.wake_outbox()
     await _say(
-        respond, f":white_check_mark: Ticket #{ticket.number} is assigned to {target.display_name}."
+        respond, f":white_check_mark: Ticket #{ticket.number} is assigned to {_name(target)}."
     )
 
 
@@ -234,14 +240,14 @@ async def _role(
         runtime.core, actor_id=actor.id, user_id=target.id, role=cmd.role
     )
     runtime.identity.invalidate(cmd.user_id)
-    await _say(respond, f":white_check_mark: {changed.display_name} is now {changed.role.value}.")
+    await _say(respond, f":white_check_mark: {_name(changed)} is now {changed.role.value}.")
 
 
 async def _category_add(
     runtime: Runtime, cmd: cp.CategoryAdd, *, actor: UserView, respond: AsyncRespond, **_: Any
 ) -> None:
     category = await admin.create_category(runtime.core, actor_id=actor.id, name=cmd.name)
-    await _say(respond, f":white_check_mark: Category {category.name} added.")
+    await _say(respond, f":white_check_mark: Category {escape(category.name)} added.")
 
 
 async def _category_list(
@@ -249,7 +255,7 @@ async def _category_list(
 ) -> None:
     categories = await admin.list_categories(runtime.core)
     names = (
-        ", ".join(c.name for c in categories)
+        ", ".join(escape(c.name) for c in categories)
         or "none yet (an admin adds them with `/ticket category add <name>`)"
     )
     await _say(respond, f"Categories: {names}")

