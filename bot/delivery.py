@@ -356,7 +356,9 @@ class OutboxWorker:
                 self.core, reply_id=reply_id, audience=audience
             )
             if reply is None:
-                raise PermanentFailure("reply is not visible to this audience")
+                # Deleted before delivery, or (refused and logged by the core) a note for a
+                # customer: there is nothing to show.
+                return Delivered({"skipped": "reply deleted or not for this audience"})
             if audience is Audience.CUSTOMER:
                 if reply.is_internal:  # defence in depth: the core already refused
                     raise PermanentFailure("refused to send an internal note to a customer")

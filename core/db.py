@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.types import TypeDecorator
 
-from core.errors import Unavailable
+from core.errors import Conflict, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,21 @@ class Database:
         try:
             async with self.sessions() as session, session.begin():
                 yield session
+        except StaleDataError as error:
+            # A versioned row (tickets.version) changed since this transaction read it: the
+            # write would have overwritten a concurrent change. Nothing of this one is saved.
+            log.warning("concurrent change detected", extra={"error": str(error)[:200]})
+            raise Conflict(
+                "Someone else changed this ticket at the same moment; nothing was saved. "
+                "Please try again."
+            ) from error
         except exc.DBAPIError as error:
+            if _is_conflict(error):
+                log.warning("concurrent transactions collided", extra={"error": _state(error)})
+                raise Conflict(
+                    "Another change got in the way at the same moment; nothing was saved. "
+                    "Please try again."
+                ) from error
             if _is_unavailable(error):
                 log.warning("database unavailable", extra={"error": type(error).__name__})
                 raise Unavailable(
@@ -129,6 +144,17 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _state(error: exc.DBAPIError) -> str | None:
+    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return state if isinstance(state, str) else None
+
+
+def _is_conflict(error: exc.DBAPIError) -> bool:
+    """A deadlock (40P01) or serialisation failure (40001): the database aborted this
+    transaction in favour of a concurrent one; retrying with fresh data is safe."""
+    return _state(error) in ("40P01", "40001")
 
 
 def _is_unavailable(error: exc.DBAPIError) -> bool:

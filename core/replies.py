@@ -283,15 +283,17 @@ def _sync_copies(
 
 
 async def reply_for_audience(core: Core, *, reply_id: int, audience: Audience) -> ReplyView | None:
-    """System read for delivery: a reply as `audience` may see it; a note is never returned for
-    the customer audience, whatever the caller asks."""
+    """System read for delivery: a live reply as `audience` may see it. A note is never returned
+    for the customer audience, whatever the caller asks; a deleted reply is never returned."""
     async with core.db.transaction() as session:
-        query = select(Reply).where(Reply.id == reply_id)
+        query = select(Reply).where(Reply.id == reply_id, Reply.deleted_at.is_(None))
         if audience is Audience.CUSTOMER:
             query = query.where(Reply.is_internal.is_(False))
         reply = await session.scalar(query)
         if reply is None:
-            if audience is Audience.CUSTOMER:
+            if audience is Audience.CUSTOMER and await session.scalar(
+                select(Reply.id).where(Reply.id == reply_id, Reply.is_internal.is_(True))
+            ):
                 log.error("refused to render a note for a customer", extra={"reply_id": reply_id})
             return None
         return (await repository.reply_views(session, [reply]))[0]

@@ -43,7 +43,15 @@ def clean_text(value: object, *, field: str, max_length: int, required: bool) ->
 
 def single_line(value: object, *, field: str, max_length: int, required: bool = True) -> str:
     """Like clean_text, with inner runs of white space (newlines included) folded to one space."""
-    text = clean_text(value, field=field, max_length=max_length * 4, required=required)
+    try:
+        # Generous first cut: inner white space may still fold away below.
+        text = clean_text(value, field=field, max_length=max_length * 4, required=required)
+    except ValidationFailed as error:
+        if error.message.endswith("must not be empty.") or error.message.endswith("be text."):
+            raise
+        raise ValidationFailed(
+            f"{field.capitalize()} is too long; the limit is {max_length}.", field=field
+        ) from None
     text = " ".join(text.split())
     if len(text) > max_length:
         raise ValidationFailed(
