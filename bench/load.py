@@ -120,9 +120,7 @@ async def serve_bot(database_url: str, api_url: str, log_level: str) -> None:
         log_level=log_level,
         ticket_create_limit=1_000_000_000,
     )
-    configure_logging(
-        json_lines=True, level=log_level, secrets=(BOT_TOKEN, SIGNING_SECRET)
-    )
+    configure_logging(json_lines=True, level=log_level, secrets=(BOT_TOKEN, SIGNING_SECRET))
     server = BotServer(settings)
     profile_path = os.environ.get("TICKETBOT_LOAD_PROFILE")
     profiler = None
@@ -580,7 +578,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             asyncio.run(serve_bare(rest[0]))
         return 0
-    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("mode", nargs="?", choices=["run", "stack"], default="run")
     parser.add_argument("--concurrency", type=int, default=10, help="clients (default 10)")
     parser.add_argument("--duration", type=float, default=15, help="seconds per phase")

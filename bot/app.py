@@ -29,6 +29,7 @@ from bot.listeners.registry import Registry
 from bot.logs import REQUEST_ID
 from bot.metrics import CONTENT_TYPE, BotMetrics, RequestInfo, describe_request
 from bot.request_shape import well_formed
+from bot.respond import PooledRespond
 from bot.runtime import Runtime, build_runtime
 from bot.settings import BotSettings
 from core import outbox
@@ -69,6 +70,12 @@ def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Regist
         context: AsyncBoltContext, body: dict[str, Any], next: Any
     ) -> BoltResponse | None:
         """Put the acting core user into `context["actor"]` for commands and interactions."""
+        if context.response_url and runtime.http is not None:
+            context["respond"] = PooledRespond(
+                response_url=context.response_url,
+                session=runtime.http,
+                timeout=settings.slack_api_timeout_seconds,
+            )
         if body.get("type") == "event_callback" or body.get("event"):
             return await next()  # type: ignore[no-any-return]
         if not context.user_id:
@@ -198,6 +205,9 @@ class BotServer:
         if self.migrate:
             await run_migrations(self.settings.database_url)
         runtime = build_runtime(self.settings, core=self.core)
+        timeout = aiohttp.ClientTimeout(total=self.settings.slack_api_timeout_seconds)
+        runtime.http = aiohttp.ClientSession(timeout=timeout)
+        runtime.client.session = runtime.http  # Web API calls reuse connections too
         runtime.metrics = self.metrics
         self.metrics.watch_in_flight(lambda: runtime.in_flight)
         self.runtime = runtime

@@ -56,9 +56,15 @@ class IdentityResolver:
         self.ttl = ttl_seconds
         self.team_id = team_id
         self._cache: dict[str, _Entry] = {}
+        # Lookups in progress: concurrent requests of one person share a single users.info
+        # call (a burst of clicks must not become a burst of Tier 4 rate-limited lookups).
+        self._pending: dict[str, asyncio.Future[UserView]] = {}
+        self._invalidated: dict[str, float] = {}
 
     def invalidate(self, slack_user_id: str) -> None:
         self._cache.pop(slack_user_id, None)
+        self._pending.pop(slack_user_id, None)
+        self._invalidated[slack_user_id] = time.monotonic()
 
     async def resolve(self, slack_user_id: str) -> UserView:
         """The active core user behind a Slack id, or Forbidden with a reason fit to show."""
@@ -69,19 +75,36 @@ class IdentityResolver:
         if entry is not None and entry.expires > time.monotonic():
             user = entry.user
         else:
-            try:
-                user = await self._provision(slack_user_id)
-            except Unavailable:
-                # Slack is slow or down: someone the desk already knows goes on as they are
-                # recorded (not cached, so the profile is refreshed once Slack answers again).
-                known = await users.find_by_slack_id(self.core, slack_user_id=slack_user_id)
-                if known is None:
-                    raise
-                user = known
-            else:
-                self._cache[slack_user_id] = _Entry(user, time.monotonic() + self.ttl)
+            pending = self._pending.get(slack_user_id)
+            if pending is None:
+                pending = asyncio.ensure_future(self._load(slack_user_id))
+                self._pending[slack_user_id] = pending
+                pending.add_done_callback(lambda done: self._forget(slack_user_id, done))
+            user = await asyncio.shield(pending)
         if not user.is_active:
             raise Forbidden("Your account is not active in the support desk.")
+        return user
+
+    def _forget(self, slack_user_id: str, done: asyncio.Future[UserView]) -> None:
+        if self._pending.get(slack_user_id) is done:
+            del self._pending[slack_user_id]
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every waiter may have gone
+
+    async def _load(self, slack_user_id: str) -> UserView:
+        started = time.monotonic()
+        try:
+            user = await self._provision(slack_user_id)
+        except Unavailable:
+            # Slack is slow or down: someone the desk already knows goes on as they are
+            # recorded (not cached, so the profile is refreshed once Slack answers again).
+            known = await users.find_by_slack_id(self.core, slack_user_id=slack_user_id)
+            if known is None:
+                raise
+            return known
+        if self._invalidated.get(slack_user_id, float("-inf")) < started:
+            # (a lookup that began before a role change must not cache the old role)
+            self._cache[slack_user_id] = _Entry(user, time.monotonic() + self.ttl)
         return user
 
     async def _provision(self, slack_user_id: str) -> UserView:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.identity import IdentityResolver
@@ -34,6 +35,9 @@ class Runtime:
     error_handler: Callable[[Exception, Any], Awaitable[None]] | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: BotMetrics | None = None  # set by BotServer; the outbox worker counts into it
+    # One keep-alive HTTP connection pool for Web API calls and response_url answers (set by
+    # BotServer.start, which runs in the event loop; closed by BotServer.stop).
+    http: aiohttp.ClientSession | None = None
 
     @property
     def clock(self) -> Clock:

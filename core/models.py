@@ -134,13 +134,6 @@ class Ticket(Base):
         Index("ix_tickets_company_created", "company_id", "created_at"),
         Index("ix_tickets_category_created", "category_id", "created_at"),
         Index("ix_tickets_created_at", "created_at"),
-        # The SLA scan reads only tickets that still have an alert ahead of them.
-        Index(
-            "ix_tickets_sla_next_alert",
-            "sla_next_alert_at",
-            postgresql_where=text("sla_next_alert_at IS NOT NULL"),
-            sqlite_where=text("sla_next_alert_at IS NOT NULL"),
-        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -167,7 +160,6 @@ class Ticket(Base):
     sla_started_at: Mapped[datetime | None]
     sla_warning_at: Mapped[datetime | None]
     sla_breach_at: Mapped[datetime | None]
-    sla_next_alert_at: Mapped[datetime | None]
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     version: Mapped[int] = mapped_column(Integer, server_default="1")
 
@@ -251,6 +243,26 @@ class RateLimitCounter(Base):
     bucket: Mapped[str] = mapped_column(String(32), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class SlaTimer(Base):
+    """An SLA alert still ahead of a ticket: one row per (ticket, threshold) until it fires.
+
+    The ticket services arm and disarm timers (core.sla.schedule / core.sla.stop); the scan
+    deletes the due ones as it claims their alerts. A narrow table of its own, so that the scan
+    never writes to the wide, heavily indexed tickets table."""
+
+    __tablename__ = "sla_timers"
+    __table_args__ = (
+        CheckConstraint("threshold IN ('warning', 'breach')", name="threshold"),
+        Index("ix_sla_timers_due_at", "due_at"),
+    )
+
+    ticket_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    threshold: Mapped[str] = mapped_column(String(16), primary_key=True)
+    due_at: Mapped[datetime]
 
 
 class SlaAlert(Base):

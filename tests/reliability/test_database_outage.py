@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from bot.devslack.requests import BotResponse, SlackRequest
@@ -132,8 +133,12 @@ async def test_bot_survives_a_postgresql_outage_and_recovers_by_itself(
     )
     again = await stage.send(alice.submit(modal, values))
     await stage.runtime.wait_idle()
-    ready = await stage.client._session.get(stage.server.base_url + "/readyz")  # type: ignore[union-attr]
-    assert ready.status == 503 and "database" in (await ready.json())["failing"]
+    assert stage.server is not None
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(stage.server.base_url + "/readyz") as ready,
+    ):
+        assert ready.status == 503 and "database" in (await ready.json())["failing"]
 
     assert [r.status for r in (listing, in_thread, opening, again)] == [200] * 4
     assert again.json.get("response_action") == "errors"

@@ -133,7 +133,7 @@ async def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         fake.add_user(user_id, f"Customer {user_id[-1]}", email=f"{user_id.lower()}@example.com")
     fake.add_channel(STAFF_CHANNEL, "support-triage", is_private=True)
     fake.add_channel(MANAGER_CHANNEL, "support-managers", is_private=True)
-    core = Core.from_settings(CoreSettings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    core = Core.from_settings(CoreSettings(_env_file=None, database_url=url))
     try:
         yield Deployment(fake=fake, database_url=url, core=core, workdir=tmp_path)
     finally:

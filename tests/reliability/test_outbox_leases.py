@@ -41,7 +41,9 @@ async def test_a_live_worker_keeps_its_lease_while_slack_is_slow(
         r for r in await outbox_rows(stage.runtime.core) if r.kind == "customer_thread_post"
     )
 
-    delivering = asyncio.create_task(stage.worker.run_once())
+    worker = stage.worker
+    assert worker is not None
+    delivering = asyncio.create_task(worker.run_once())
 
     async def posting() -> bool:
         return any(
@@ -63,7 +65,7 @@ async def test_a_live_worker_keeps_its_lease_while_slack_is_slow(
     await wait_for_slack(stage.fake)
     assert posts_per_outbox_id(stage.fake)[relay.id] == 1
     row = next(r for r in await outbox_rows(stage.runtime.core) if r.id == relay.id)
-    assert row.delivered_at is not None and row.locked_by == stage.worker.worker_id
+    assert row.delivered_at is not None and row.locked_by == worker.worker_id
 
 
 async def test_a_dead_workers_messages_are_taken_over_after_the_lease(

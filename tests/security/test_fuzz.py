@@ -21,7 +21,6 @@ from bot.devslack.requests import (
     JSON,
     SlackRequest,
     event_callback_body,
-    slash_command_body,
     view_submission_body,
 )
 from bot.devslack.stage import AGENT, CUSTOMER, Stage
@@ -152,7 +151,8 @@ async def test_slash_command_with_missing_wrong_or_extra_fields(stage, dropped, 
 
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )  # fmt: skip
 UUIDISH = st.one_of(st.uuids().map(str), st.text(max_size=40), st.integers(), st.none())
@@ -195,7 +195,8 @@ ELEMENT = st.one_of(
                   JSONISH),
     ),
     st.builds(lambda u: {"type": "users_select", "selected_user": u},
-              st.one_of(st.sampled_from(["UCUSTOMER2", "UAGENT0001", "UBOT", "U0NOBODY"]), JSONISH)),
+              st.one_of(st.sampled_from(["UCUSTOMER2", "UAGENT0001", "UBOT", "U0NOBODY"]),
+                        JSONISH)),
     JSONISH,
 )  # fmt: skip
 # The inputs of the bot's modals, so that refusals can be shown under a field.

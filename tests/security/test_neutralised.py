@@ -134,7 +134,9 @@ async def test_hostile_text_from_every_source_is_neutralised_in_every_post(stage
     methods = {c.method for c in stage.fake.calls if c.method in USER_FACING and c.ok}
     assert methods >= {"chat.postMessage", "chat.update", "response_url", "views.publish"}
     assert stage.fake.messages(MANAGER_CHANNEL), "no SLA alert was posted"
-    assert [m for m in stage.fake.messages(stage.fake.open_dm("UEVE000001")) if m.bot_id], "no DM to Eve"
+    assert [m for m in stage.fake.messages(stage.fake.open_dm("UEVE000001")) if m.bot_id], (
+        "no DM to Eve"
+    )
     offending = _live_tokens(stage)
     assert not offending, offending
     assert not any(c.params.get("link_names") for c in stage.fake.calls_to("chat.postMessage"))

@@ -16,6 +16,7 @@ column (version_id_col) turns a write that skipped the lock into a Conflict, not
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import re
 from collections import Counter
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, MANAGER, STAFF_CHANNEL, Stage
+from bot.devslack.stage import ADMIN, AGENT, MANAGER, STAFF_CHANNEL, Stage
 from bot.ids import Action
 from core import tickets
 from core.errors import Conflict
@@ -117,7 +118,7 @@ async def test_fifty_concurrent_staff_actions_on_two_replicas_serialise(stage, r
 
     # Status: an unbroken chain from creation, ending where the ticket is; one audit entry each.
     assert history[0].from_status is None and history[0].to_status == "open"
-    for previous, change in zip(history, history[1:], strict=False):
+    for previous, change in itertools.pairwise(history):
         assert change.from_status == previous.to_status, (previous.to_status, change.from_status)
     assert ticket.status == history[-1].to_status
     status_audit = [a for a in audit if a.action == "ticket.status_changed"]
@@ -127,7 +128,9 @@ async def test_fifty_concurrent_staff_actions_on_two_replicas_serialise(stage, r
 
     # Assignment: each entry starts from the previous one's assignee; the last one holds.
     moves = [
-        a for a in audit if a.action in ("ticket.assigned", "ticket.transferred", "ticket.unassigned")
+        a
+        for a in audit
+        if a.action in ("ticket.assigned", "ticket.transferred", "ticket.unassigned")
     ]
     assert moves, "no assignment was applied"
     holder = None

@@ -105,9 +105,7 @@ def modal(person: Any, opener: str | None, values: dict[str, Any]) -> Build:
 
     async def build(stage: Stage, ticket: Opened) -> SlackRequest:
         if opener is None:
-            await stage.act(
-                stage.user(person).slash_command("new", channel_id=stage.dm(person))
-            )
+            await stage.act(stage.user(person).slash_command("new", channel_id=stage.dm(person)))
         else:
             await stage.act(await click(person, opener)(stage, ticket))
         view = stage.fake.views_opened(person.user_id)[-1]
@@ -131,8 +129,10 @@ def edits(change: str) -> Build:
     async def build(stage: Stage, ticket: Opened) -> SlackRequest:
         await stage.act(await says(CUSTOMER, "first words")(stage, ticket))
         mine = [m for m in stage.fake.replies(ticket.dm, ticket.confirmation.ts) if not m.bot_id]
-        return edited(stage, mine[-1], "better words") if change == "edit" else deleted(
-            stage, mine[-1]
+        return (
+            edited(stage, mine[-1], "better words")
+            if change == "edit"
+            else deleted(stage, mine[-1])
         )
 
     return build
@@ -164,7 +164,9 @@ SCENARIOS: dict[str, Build] = {
     "view: status": modal(
         AGENT, Action.STATUS_OPEN, {"status_block": {"status": "waiting_on_customer"}}
     ),
-    "view: assign": modal(ADMIN, Action.ASSIGN_OPEN, {"assignee_block": {"assignee": AGENT.user_id}}),
+    "view: assign": modal(
+        ADMIN, Action.ASSIGN_OPEN, {"assignee_block": {"assignee": AGENT.user_id}}
+    ),
     # block actions
     "action: assign to me": click(AGENT, Action.ASSIGN_TO_ME),
     "action: open the reply modal": click(AGENT, Action.REPLY_OPEN),
@@ -216,7 +218,9 @@ async def test_retries_leave_one_card_one_thread_and_one_of_each_message(stage, 
         stage.user(CUSTOMER).says(opened.dm, "still broken", thread_ts=opened.confirmation.ts),
         stage.user(AGENT).says(STAFF_CHANNEL, "!reply on my way", thread_ts=opened.card.ts),
         stage.user(AGENT).says(STAFF_CHANNEL, "bring a spare", thread_ts=opened.card.ts),
-        stage.user(AGENT).slash_command(f"close {opened.number} replaced", channel_id=STAFF_CHANNEL),
+        stage.user(AGENT).slash_command(
+            f"close {opened.number} replaced", channel_id=STAFF_CHANNEL
+        ),
     ]
     for request in steps:
         await deliver(stage, stage_replica, request, mode="both replicas at once")
@@ -225,7 +229,9 @@ async def test_retries_leave_one_card_one_thread_and_one_of_each_message(stage, 
     assert [r.body for r in ticket.replies] == ["still broken", "on my way", "bring a spare"]
     assert [h.to_status.value for h in ticket.history] == ["open", "closed"]
     staff_thread = [m.text_content for m in stage.fake.replies(STAFF_CHANNEL, opened.card.ts)]
-    customer_thread = [m.text_content for m in stage.fake.replies(opened.dm, opened.confirmation.ts)]
+    customer_thread = [
+        m.text_content for m in stage.fake.replies(opened.dm, opened.confirmation.ts)
+    ]
     for text, thread in (("still broken", staff_thread), ("on my way", customer_thread)):
         assert sum(text in t for t in thread) == 1, thread
     assert not any("bring a spare" in t for t in customer_thread)
