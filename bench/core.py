@@ -222,7 +222,6 @@ TICKET_COLUMNS = [
     "sla_started_at",
     "sla_warning_at",
     "sla_breach_at",
-    "sla_next_alert_at",
     "version",
 ]
 REPLY_COLUMNS = ["ticket_id", "author_id", "body", "is_internal", "created_at", "deleted_at"]
@@ -380,7 +379,6 @@ def _ticket_chunk(
                 created,
                 warning,
                 breach,
-                None if first_response or deleted else warning,
                 1,
             )
         )
@@ -438,9 +436,11 @@ class NewTicket:
 RAW_INSERT = """
 INSERT INTO tickets (id, number, title, description, status, priority, customer_id, company_id,
     created_by_id, created_at, updated_at, sla_started_at, sla_warning_at, sla_breach_at,
-    sla_next_alert_at, version)
-VALUES ($1, nextval('ticket_number_seq'), $2, $3, 'open', $4, $5, $6, $5, $7, $7, $7, $8, $9,
-    $8, 1)
+    version)
+VALUES ($1, nextval('ticket_number_seq'), $2, $3, 'open', $4, $5, $6, $5, $7, $7, $7, $8, $9, 1)
+"""
+RAW_TIMERS = """
+INSERT INTO sla_timers (ticket_id, threshold, due_at) VALUES ($1, 'warning', $2), ($1, 'breach', $3)
 """
 
 
@@ -485,6 +485,7 @@ async def bench_creation(core: Core, dsn: str, population: Population, count: in
         history = await connection.prepare(RAW_HISTORY)
         audit = await connection.prepare(RAW_AUDIT)
         outbox = await connection.prepare(RAW_OUTBOX)
+        timers = await connection.prepare(RAW_TIMERS)
         for spec in specs[:20]:  # warm up connections, caches and prepared statements
             await create_ticket(
                 core, actor_id=spec.customer_id, title=spec.title, priority=spec.priority
@@ -534,6 +535,7 @@ async def bench_creation(core: Core, dsn: str, population: Population, count: in
                         now + sla * 0.75,
                         now + sla,
                     )
+                    await timers.fetch(row["id"], now + sla * 0.75, now + sla)
                     await history.fetch(row["id"], spec.customer_id, now)
                     details = f'{{"number": {row["number"]}, "priority": "{spec.priority}"}}'
                     await audit.fetch(spec.customer_id, row["id"], details, now)

@@ -21,9 +21,12 @@ For each phase it prints the throughput, the p50/p99 ack latency (request sent t
 and the errors (a non-200 answer, a refusal in the ack or in the response_url answer, or an
 answer that never came), and for `/ticket list` also the end-to-end throughput: requests per
 second until the last response_url answer arrived. Targets on a 2-core machine: no errors, p99
-ack <= 100 ms, and the bot's `/ticket list` throughput (the lower of ack and end-to-end) at least
-half the bare app's. `--bot-url`/`--bare-url` measure servers started elsewhere with
-`python -m bench.load stack` (same workspace and signing secret).
+ack <= 100 ms in every phase, and the bot's `/ticket list` throughput at least half the bare
+app's, judged twice: on acks (as the bare app is measured) and on answers delivered end to end.
+Each verdict is printed with PASS or FAIL; the exit status is 1 if any failed.
+`--bot-url`/`--bare-url` measure servers started elsewhere with `python -m bench.load stack`
+(same workspace and signing secret). TICKETBOT_LOAD_PROFILE=<file> makes the bot process write
+a cProfile of itself there when it stops.
 """
 
 from __future__ import annotations
@@ -423,7 +426,9 @@ async def measure(
 
 
 def report(results: list[Result], *, concurrency: int, duration: float) -> bool:
-    print(f"\nconcurrency {concurrency}, {duration:g} s per phase (after a warm-up)\n")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\nconcurrency {concurrency}, {duration:g} s per phase (after a warm-up); "
+          f"{os.cpu_count()} CPUs, load average now {load}\n")  # fmt: skip
     header = f"{'phase':36} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
     print(header + f" {'errors':>7} {'e2e req/s':>10}")
     for r in results:
@@ -436,22 +441,30 @@ def report(results: list[Result], *, concurrency: int, duration: float) -> bool:
             print(f"    error: {sample}")
     bot = [r for r in results if r.name.startswith("ticketbot")]
     errors = sum(r.errors for r in bot)
-    worst_p99 = max(r.percentile(0.99) for r in bot)
     print()
-    ok = True
-    ok &= verdict(f"errors: {errors} (target 0)", errors == 0)
-    ok &= verdict(f"bot p99 ack: {worst_p99:.1f} ms (target <= {P99_TARGET_MS:g} ms)",
-                  worst_p99 <= P99_TARGET_MS)  # fmt: skip
+    ok = verdict(f"errors: {errors} (target 0)", errors == 0)
+    for r in bot:
+        p99 = r.percentile(0.99)
+        ok &= verdict(f"{r.name} p99 ack {p99:.1f} ms (target <= {P99_TARGET_MS:g} ms)",
+                      p99 <= P99_TARGET_MS)  # fmt: skip
     bare_list = next((r for r in results if r.name == "bare bolt app: /ticket list"), None)
     bot_list = next(r for r in results if r.name == "ticketbot: /ticket list")
-    if bare_list is not None:
-        effective = min(bot_list.throughput, bot_list.e2e_throughput or 0.0)
-        ratio = effective / bare_list.throughput if bare_list.throughput else 0.0
+    if bare_list is not None and bare_list.throughput:
+        target = THROUGHPUT_RATIO_TARGET
+        ratio = bot_list.throughput / bare_list.throughput
         ok &= verdict(
-            f"/ticket list throughput: bot {effective:.1f} req/s (lower of ack and end-to-end) "
-            f"vs bare {bare_list.throughput:.1f} req/s = {ratio:.2f}x "
-            f"(target >= {THROUGHPUT_RATIO_TARGET:g}x)",
-            ratio >= THROUGHPUT_RATIO_TARGET,
+            f"/ticket list acks: bot {bot_list.throughput:.1f} req/s vs bare "
+            f"{bare_list.throughput:.1f} req/s = {ratio:.2f}x (target >= {target:g}x)",
+            ratio >= target,
+        )
+        # The bot acks first and answers afterwards; at saturation the answers lag behind the
+        # acks, so the answered rate is judged too (the bare app has nothing to answer).
+        answered = bot_list.e2e_throughput or 0.0
+        ratio = answered / bare_list.throughput
+        ok &= verdict(
+            f"/ticket list answered end to end: {answered:.1f} req/s = {ratio:.2f}x the bare "
+            f"app's acks (target >= {target:g}x)",
+            ratio >= target,
         )
     return ok
 

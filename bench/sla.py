@@ -6,24 +6,28 @@ Run from the repository root:
     python -m bench.sla --tickets 100000     # a quicker run
 
 It creates the scratch database `ticketbot_bench_sla` (dropping a leftover one of that name),
-migrates it with Alembic, seeds the tickets with one INSERT ... SELECT over generate_series,
-vacuums and analyses, then measures, in the same run:
+migrates it with Alembic, seeds the tickets with one INSERT ... SELECT over generate_series and
+the SLA timers of the tickets still awaiting a first response (what the ticket services would
+have armed), vacuums and analyses, then measures, in the same run:
 
-- `scan`: core.sla.scan over the due tickets, as the scheduler runs it: the indexed query, one
-  claim per due threshold in sla_alerts, the outbox messages, the tickets' next alert moved on,
-  and the commit. Before each run the claims and outbox rows are removed and the due tickets
-  made due again (then vacuumed, as autovacuum would), so every run does the full work.
-  `--limit` sets the scan's batch size (repeat it to measure several; default: all due at once).
-- `scan, seq-scan query`: the same scan with the due query rewritten so that the partial index
-  cannot serve it (COALESCE(sla_next_alert_at, 'infinity') <= now selects the same rows): a
-  sequential scan of the ticket table, everything else identical. Runs alternate with the
-  indexed ones so that both see the same machine.
-- `due query alone`: the query (FOR UPDATE SKIP LOCKED, rolled back) timed from the client,
-  and its execution time inside PostgreSQL (EXPLAIN ANALYZE), both ways. (A separate query
-  text rather than enable_indexscan=off: a prepared statement keeps its cached plan.)
+- `scan`: core.sla.scan over the due timers, as the scheduler runs it: one statement that takes
+  the due timers from their index (locking them and their tickets), deletes them, claims each
+  alert in sla_alerts and queues the outbox messages, then the commit. Before each run the
+  claims and outbox rows are removed and the fired timers armed again (then vacuumed, as
+  autovacuum would), so every run does the full work. `--limit` sets the scan's batch size
+  (repeat it to measure several; default: all due at once).
+- `scan, seq-scan query`: the same scan with the due condition rewritten so that the index
+  cannot serve it (COALESCE(due_at, 'infinity') <= now selects the same rows): a sequential
+  scan of the timers table, everything else identical. Runs alternate with the indexed ones so
+  that both see the same machine.
+- `scan statement inside PostgreSQL`: the scan's statement under EXPLAIN ANALYZE (rolled
+  back): its execution time in the server, free of the client and the round trips.
+- `due query alone`: the due timers with their tickets (FOR UPDATE / FOR KEY SHARE SKIP
+  LOCKED, rolled back) timed from the client, and its execution time inside PostgreSQL
+  (EXPLAIN ANALYZE), both ways.
 
-The target: scan p95 <= 10 ms with the partial index. Each figure is printed with PASS or FAIL.
-The database is dropped at the end unless --keep is given.
+The target: scan p95 <= 10 ms with the index. Each figure is printed with PASS or FAIL, and the
+load average before and after. The database is dropped at the end unless --keep is given.
 """
 
 from __future__ import annotations
@@ -31,19 +35,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
-from sqlalchemy import Select, func, select, text
 
 import core.sla as sla_module
 from core.clock import FrozenClock
 from core.context import Core
-from core.enums import Status
 from core.settings import CoreSettings
 from migrations import run_migrations
 
@@ -87,20 +89,13 @@ async def drop_database(server: str) -> None:
 SEED_SQL = """
 INSERT INTO tickets (id, number, title, description, status, priority, customer_id,
     company_id, assignee_id, created_by_id, created_at, updated_at, first_response_at,
-    resolved_at, closed_at, sla_started_at, sla_warning_at, sla_breach_at, sla_next_alert_at)
+    resolved_at, closed_at, sla_started_at, sla_warning_at, sla_breach_at)
 SELECT gen_random_uuid(), g, 'Ticket ' || g, '', s.status, s.priority, s.customer, NULL,
     s.assignee, s.customer, s.created, s.created,
     CASE WHEN s.answered THEN s.created + interval '20 minutes' END,
     CASE WHEN s.status IN ('resolved', 'closed') THEN s.created + interval '1 day' END,
     CASE WHEN s.status = 'closed' THEN s.created + interval '2 days' END,
-    s.created, s.created + interval '6 hours', s.created + interval '8 hours',
-    CASE
-        WHEN s.answered OR s.status IN ('resolved', 'closed') THEN NULL
-        WHEN g > p.n - p.due THEN s.created + interval '6 hours'  -- due now: the warning
-        WHEN s.created + interval '8 hours' <= p.now THEN NULL  -- alerted long ago
-        WHEN s.created + interval '6 hours' > p.now THEN s.created + interval '6 hours'
-        ELSE s.created + interval '8 hours'
-    END
+    s.created, s.created + interval '6 hours', s.created + interval '8 hours'
 FROM (SELECT $1::bigint AS n, $2::timestamptz AS now, $3::bigint AS due,
              $4::bigint AS customers) AS p
 CROSS JOIN generate_series(1, p.n) AS g
@@ -125,6 +120,20 @@ CROSS JOIN LATERAL (
 ) AS s
 """
 
+# The timers the ticket services would have armed and the scans left: for every ticket still
+# awaiting a first response, each threshold still ahead; for the due tickets (the last `due`
+# numbers, created 7 h ago) the warning, due now, and the breach, due in an hour.
+TIMERS_SQL = """
+INSERT INTO sla_timers (ticket_id, threshold, due_at)
+SELECT t.id, k.threshold, k.due_at
+FROM tickets AS t
+CROSS JOIN LATERAL (VALUES ('warning', t.sla_warning_at), ('breach', t.sla_breach_at))
+    AS k (threshold, due_at)
+WHERE t.first_response_at IS NULL AND t.deleted_at IS NULL
+  AND t.status NOT IN ('resolved', 'closed')
+  AND (k.due_at > $1 OR t.number > $2)
+"""
+
 
 async def seed(url: str, *, tickets: int, due: int, customers: int = 5000) -> None:
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
@@ -142,90 +151,90 @@ async def seed(url: str, *, tickets: int, due: int, customers: int = 5000) -> No
         started = time.perf_counter()
         await connection.execute(SEED_SQL, tickets, NOW, due, customers)
         await connection.execute(f"SELECT setval('ticket_number_seq', {tickets + 1})")
+        await connection.execute(TIMERS_SQL, NOW, tickets - due)
         print(f"seeded {tickets:,} tickets in {time.perf_counter() - started:.1f} s")
-        await connection.execute("VACUUM (ANALYZE) tickets, users")
-        in_index = await connection.fetchval(
-            "SELECT count(*) FROM tickets WHERE sla_next_alert_at IS NOT NULL"
-        )
+        await connection.execute("VACUUM (ANALYZE) tickets, users, sla_timers")
+        armed = await connection.fetchval("SELECT count(*) FROM sla_timers")
         now_due = await connection.fetchval(
-            "SELECT count(*) FROM tickets WHERE sla_next_alert_at <= $1", NOW
+            "SELECT count(*) FROM sla_timers WHERE due_at <= $1", NOW
         )
-        print(f"tickets in the partial index: {in_index:,}; due now: {now_due:,}")
+        print(f"armed timers: {armed:,}; due now: {now_due:,}")
     finally:
         await connection.close()
 
 
 async def reset(url: str, *, due_from: int) -> None:
-    """Make the due tickets due again and forget their claims and messages."""
+    """Arm the due tickets' warning timers again and forget their claims and messages."""
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute("TRUNCATE sla_alerts, outbox")
         await connection.execute(
-            "UPDATE tickets SET sla_next_alert_at = sla_warning_at WHERE number > $1", due_from
+            """
+            INSERT INTO sla_timers (ticket_id, threshold, due_at)
+            SELECT id, 'warning', sla_warning_at FROM tickets WHERE number > $1
+            ON CONFLICT (ticket_id, threshold) DO NOTHING
+            """,
+            due_from,
         )
-        await connection.execute("VACUUM (ANALYZE) tickets, sla_alerts, outbox")
+        await connection.execute("VACUUM (ANALYZE) sla_timers, sla_alerts, outbox")
+        await connection.execute("VACUUM tickets")
     finally:
         await connection.close()
 
 
 # ---------------------------------------------------------------------------------------------
-# the sequential-scan version of the due query
+# the sequential-scan version of the due condition
+
+# (condition, order) of the due timers. The sequential version selects and orders the same
+# rows (due_at is never NULL), but no index can serve the expressions: PostgreSQL reads the
+# whole timers table and sorts it.
+INDEXED = (sla_module.DUE_CONDITION, sla_module.DUE_ORDER)
+_NOT_INDEXED = "COALESCE(s.due_at, 'infinity')"
+SEQUENTIAL = (f"{_NOT_INDEXED} <= $1::timestamptz", f"{_NOT_INDEXED}, s.ticket_id")
+
+# The floor under any scan design: the manager alerts' outbox rows alone, one per due ticket.
+OUTBOX_ONLY = """
+INSERT INTO outbox (kind, ticket_id, thread_key, payload, created_at, next_attempt_at, attempts)
+SELECT 'manager_alert', id, 'manager:' || id,
+    jsonb_build_object('threshold', 'warning', 'waited_seconds', 25200), $1, $1, 0
+FROM tickets WHERE number > $2 ORDER BY number LIMIT $3
+"""
 
 
-_INDEXED_DUE_QUERY = sla_module.due_query
-
-
-def seq_due_query(now: datetime, limit: int) -> Select[Any]:
-    """core.sla.due_query with its index predicate written so that the partial index cannot
-    serve it: COALESCE(sla_next_alert_at, 'infinity') <= now selects the same rows."""
-    tickets = sla_module._tickets
-    return (
-        select(*_INDEXED_DUE_QUERY(now, limit).selected_columns)
-        .where(
-            func.coalesce(tickets.c.sla_next_alert_at, text("'infinity'::timestamptz")) <= now,
-            tickets.c.deleted_at.is_(None),
-            tickets.c.status.not_in([Status.RESOLVED.value, Status.CLOSED.value]),
-            tickets.c.first_response_at.is_(None),
-        )
-        .order_by(tickets.c.sla_next_alert_at, tickets.c.id)
-        .limit(limit)
-    )
+def load_avg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} CPUs)"
 
 
 # ---------------------------------------------------------------------------------------------
 # measurements
 
 
-async def explain(core: Core, query: Select[Any]) -> str:
+async def explain(core: Core, sql: str, limit: int) -> str:
     async with core.db.engine.connect() as connection:
-        compiled = query.with_for_update(skip_locked=True, of=sla_module._tickets).compile(
-            dialect=connection.dialect, compile_kwargs={"literal_binds": True}
-        )
-        rows = (await connection.exec_driver_sql(f"EXPLAIN {compiled}")).scalars().all()
+        rows = (await connection.exec_driver_sql(f"EXPLAIN {sql}", (NOW, limit))).scalars().all()
         await connection.rollback()
     return "\n".join(f"    {line}" for line in rows)
 
 
-async def query_only(core: Core, query: Select[Any]) -> int:
+async def query_only(core: Core, due: tuple[str, str], limit: int) -> int:
     """Run the due query as the scan does (rows locked), then roll back; rows returned."""
     async with core.db.engine.connect() as connection:
-        locked = query.with_for_update(skip_locked=True, of=sla_module._tickets)
-        rows = (await connection.execute(locked)).all()
+        result = await connection.exec_driver_sql(sla_module.due_sql(*due), (NOW, limit))
+        rows = result.all()
         await connection.rollback()
     return len(rows)
 
 
-async def server_time(core: Core, query: Select[Any]) -> float:
-    """The query's execution time inside PostgreSQL (EXPLAIN ANALYZE, rolled back), in ms:
-    free of the client, the network and the machine's other load on this process."""
+async def server_time(core: Core, sql: str, limit: int) -> float:
+    """A statement's execution time inside PostgreSQL (EXPLAIN ANALYZE without per-node
+    timing, rolled back), in ms: free of the client, the round trips and the commit."""
     async with core.db.engine.connect() as connection:
-        locked = query.with_for_update(skip_locked=True, of=sla_module._tickets)
-        compiled = locked.compile(
-            dialect=connection.dialect, compile_kwargs={"literal_binds": True}
-        )
         plan = (
-            await connection.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}")
+            await connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}", (NOW, limit)
+            )
         ).scalar_one()
         await connection.rollback()
     document = json.loads(plan) if isinstance(plan, str) else plan
@@ -240,34 +249,46 @@ def report(name: str, samples: list[float], target: float | None = None) -> bool
         ok = p95 <= target
         verdict = f"  target p95 <= {target:g} ms: {'PASS' if ok else 'FAIL'}"
     print(
-        f"{name:<48} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms  max {max(samples):8.2f} ms"
+        f"{name:<56} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms  max {max(samples):8.2f} ms"
         f"  (n={len(samples)}){verdict}"
     )
     return ok
 
 
+async def outbox_only(core: Core, *, due_from: int, limit: int) -> float:
+    """The reference: `limit` outbox rows for due tickets in one committed transaction, ms."""
+    async with core.db.transaction() as session:
+        connection = await session.connection()
+        started = time.perf_counter()
+        await connection.exec_driver_sql(OUTBOX_ONLY, (NOW, due_from, limit))
+    return (time.perf_counter() - started) * 1000
+
+
 async def measure_scans(
     core: Core, url: str, *, due_from: int, limit: int, due: int, runs: int
-) -> tuple[list[float], list[float]]:
-    """Scan timings with the indexed query and with the seq-scan version, run alternately
-    (each after a reset) so that both see the same conditions."""
+) -> tuple[list[float], list[float], list[float]]:
+    """Scan timings with the indexed due condition and with the seq-scan version, and the
+    outbox reference, run alternately (each after a reset) so that all see the same machine."""
     expected = min(limit, due)
     indexed: list[float] = []
     sequential: list[float] = []
-    original = sla_module.due_query
+    reference: list[float] = []
+    original = sla_module.FIRE_SQL
     for _ in range(runs):
-        for samples, query in ((indexed, original), (sequential, seq_due_query)):
+        for samples, version in ((indexed, INDEXED), (sequential, SEQUENTIAL)):
             await reset(url, due_from=due_from)
-            sla_module.due_query = query
+            sla_module.FIRE_SQL = sla_module.fire_sql(*version)
             try:
                 started = time.perf_counter()
                 result = await sla_module.scan(core, limit=limit)
                 samples.append((time.perf_counter() - started) * 1000)
             finally:
-                sla_module.due_query = original
+                sla_module.FIRE_SQL = original
             if len(result.alerts) != expected or result.failed:
                 raise SystemExit(f"a scan claimed {len(result.alerts)} of {expected} alerts")
-    return indexed, sequential
+        await reset(url, due_from=due_from)
+        reference.append(await outbox_only(core, due_from=due_from, limit=expected))
+    return indexed, sequential, reference
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -289,6 +310,7 @@ async def main(argv: list[str] | None = None) -> int:
     limits = args.limit or [args.due]
 
     print(f"PostgreSQL SLA scan benchmark: {args.tickets:,} tickets, {args.due:,} due")
+    print(f"load average at start: {load_avg()}")
     url = await create_database(args.server)
     core: Core | None = None
     try:
@@ -299,9 +321,9 @@ async def main(argv: list[str] | None = None) -> int:
         due_from = args.tickets - args.due
 
         print("plan, due query:")
-        print(await explain(core, sla_module.due_query(NOW, args.due)))
+        print(await explain(core, sla_module.due_sql(*INDEXED), args.due))
         print("plan, sequential-scan version (no usable index predicate):")
-        print(await explain(core, seq_due_query(NOW, args.due)))
+        print(await explain(core, sla_module.due_sql(*SEQUENTIAL), args.due))
 
         # Warm up: the pool opens its connection, the statements get prepared.
         await reset(url, due_from=due_from)
@@ -309,31 +331,40 @@ async def main(argv: list[str] | None = None) -> int:
 
         figures: list[tuple[str, list[float], float | None]] = []
         for limit in limits:
-            indexed, sequential = await measure_scans(
+            indexed, sequential, reference = await measure_scans(
                 core, url, due_from=due_from, limit=limit, due=args.due, runs=args.runs
             )
-            label = f"{min(limit, args.due):,} alerts per scan"
+            count = min(limit, args.due)
+            label = f"{count:,} alerts per scan"
             figures.append((f"scan, {label}", indexed, SCAN_P95_MS))
             figures.append((f"scan, {label}, seq-scan query", sequential, None))
+            figures.append((f"reference: {count:,} outbox rows alone", reference, None))
+
+        conditions = (("index", INDEXED), ("seq-scan version", SEQUENTIAL))
+        statement: dict[str, list[float]] = {name: [] for name, _ in conditions}
+        for _ in range(args.runs):
+            for name, version in conditions:
+                await reset(url, due_from=due_from)
+                sql = sla_module.fire_sql(*version)
+                statement[name].append(await server_time(core, sql, args.due))
+        for name, _ in conditions:
+            figures.append((f"scan statement inside PostgreSQL, {name}", statement[name], None))
 
         await reset(url, due_from=due_from)
-        queries = (
-            ("partial index", sla_module.due_query(NOW, args.due)),
-            ("seq-scan version", seq_due_query(NOW, args.due)),
-        )
-        client: dict[str, list[float]] = {name: [] for name, _ in queries}
-        server: dict[str, list[float]] = {name: [] for name, _ in queries}
+        client: dict[str, list[float]] = {name: [] for name, _ in conditions}
+        server: dict[str, list[float]] = {name: [] for name, _ in conditions}
         for _ in range(args.runs):
-            for name, query in queries:
+            for name, version in conditions:
                 started = time.perf_counter()
-                count = await query_only(core, query)
+                count = await query_only(core, version, args.due)
                 client[name].append((time.perf_counter() - started) * 1000)
                 if count != args.due:
                     raise SystemExit(f"the due query returned {count} rows, not {args.due}")
-                server[name].append(await server_time(core, query))
-        for name, _ in queries:
+                sql = sla_module.due_sql(*version)
+                server[name].append(await server_time(core, sql, args.due))
+        for name, _ in conditions:
             figures.append((f"due query alone, {name}", client[name], None))
-        for name, _ in queries:
+        for name, _ in conditions:
             figures.append((f"due query inside PostgreSQL, {name}", server[name], None))
 
         print()
@@ -343,6 +374,7 @@ async def main(argv: list[str] | None = None) -> int:
             "the seq-scan version of the scan is "
             f"{statistics.median(first_seq) / statistics.median(first):.1f}x slower (p50)"
         )
+        print(f"load average at the end: {load_avg()}")
         return 0 if verdicts[0] else 1
     finally:
         if core is not None:

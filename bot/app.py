@@ -29,7 +29,7 @@ from bot.listeners.registry import Registry
 from bot.logs import REQUEST_ID
 from bot.metrics import CONTENT_TYPE, BotMetrics, RequestInfo, describe_request
 from bot.request_shape import well_formed
-from bot.respond import PooledRespond
+from bot.respond import ClientSessionView, PooledRespond
 from bot.runtime import Runtime, build_runtime
 from bot.settings import BotSettings
 from core import outbox
@@ -207,7 +207,10 @@ class BotServer:
         runtime = build_runtime(self.settings, core=self.core)
         timeout = aiohttp.ClientTimeout(total=self.settings.slack_api_timeout_seconds)
         runtime.http = aiohttp.ClientSession(timeout=timeout)
-        runtime.client.session = runtime.http  # Web API calls reuse connections too
+        shared = ClientSessionView(runtime.http, runtime.client)  # Web API calls reuse it too
+        runtime.client.session = shared  # type: ignore[assignment]
+        pool = self.settings.database_pool_size + self.settings.database_max_overflow
+        runtime.work_slots = asyncio.Semaphore(pool)
         runtime.metrics = self.metrics
         self.metrics.watch_in_flight(lambda: runtime.in_flight)
         self.runtime = runtime

@@ -1,8 +1,9 @@
-"""`respond()` over the bot's shared HTTP session.
+"""The bot's shared HTTP session: `respond()` and Web API calls over one connection pool.
 
-bolt's own respond() opens a new HTTP session, so a new connection (and, to Slack, a new TLS
-handshake), for every answer. Listeners get this one instead (set by the actor middleware): the
-same call, over the keep-alive connection pool the Web API client uses too."""
+bolt's own respond() and slack_sdk's client (without a session) open a new HTTP session, so a
+new connection and, to Slack, a new TLS handshake, for every call. Listeners get PooledRespond
+instead (set by the actor middleware), and the Web API client gets the shared session through
+ClientSessionView, which keeps the client's own `timeout` in charge of each call."""
 
 from __future__ import annotations
 
@@ -37,3 +38,23 @@ class PooledRespond(AsyncRespond):
             url=self.response_url, session=self._session, timeout=int(self._timeout)
         )
         return await client.send_dict(message)
+
+
+class ClientSessionView:
+    """The shared session as the Web API client uses it. slack_sdk leaves a running session's
+    own timeout in charge; this passes the client's current `timeout` with every request."""
+
+    def __init__(self, session: aiohttp.ClientSession, client: Any) -> None:
+        self._session = session
+        self._client = client
+
+    @property
+    def closed(self) -> bool:
+        return self._session.closed
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", aiohttp.ClientTimeout(total=self._client.timeout))
+        return self._session.request(method, url, **kwargs)
+
+    async def close(self) -> None:
+        await self._session.close()

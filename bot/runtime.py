@@ -38,6 +38,10 @@ class Runtime:
     # One keep-alive HTTP connection pool for Web API calls and response_url answers (set by
     # BotServer.start, which runs in the event loop; closed by BotServer.stop).
     http: aiohttp.ClientSession | None = None
+    # How many listeners may work at once once they have acked (set by BotServer to the
+    # database pool's size): under a burst the acks still go out at once, the work queues
+    # here instead of in the event loop and the connection pool.
+    work_slots: asyncio.Semaphore | None = None
 
     @property
     def clock(self) -> Clock:
@@ -49,7 +53,9 @@ class Runtime:
         Bolt keeps running listeners after the ack, so the count is how a graceful stop, the
         demo and the tests know that all work has finished. Exceptions must not escape: when a
         listener fails right after ack(), bolt can lose the ack and answer Slack late with 404.
-        The wrapper asks bolt for `context` (declared through its signature) to report errors."""
+        The wrapper asks bolt for `context` (declared through its signature) to report errors.
+        With `work_slots`, what a listener does after its ack() waits for a free slot (events,
+        acked by bolt before they run, wait at the start): acks are never held back."""
         signature = inspect.signature(listener)
         wants_context = "context" in signature.parameters
 
@@ -57,7 +63,24 @@ class Runtime:
             context = kwargs.get("context") if wants_context else kwargs.pop("context", None)
             self.in_flight += 1
             self.idle.clear()
+            slots, held = self.work_slots, False
             try:
+                if slots is not None:
+                    ack = kwargs.get("ack")
+                    if ack is None:  # events: bolt has acked already
+                        await slots.acquire()
+                        held = True
+                    else:
+
+                        async def ack_then_queue(*args: Any, **fields: Any) -> Any:
+                            nonlocal held
+                            answer = await ack(*args, **fields)
+                            if not held:
+                                await slots.acquire()
+                                held = True
+                            return answer
+
+                        kwargs["ack"] = ack_then_queue
                 return await listener(**kwargs)
             except Exception as error:
                 if self.error_handler is None:
@@ -65,6 +88,9 @@ class Runtime:
                 await self.error_handler(error, context)
                 return None
             finally:
+                if held:
+                    assert slots is not None
+                    slots.release()
                 self.in_flight -= 1
                 if self.in_flight == 0:
                     self.idle.set()

@@ -83,7 +83,12 @@ async def company_scope(session: AsyncSession, user: User) -> frozenset[int]:
 
 async def load_actor(session: AsyncSession, actor_id: int) -> Actor:
     """Load the acting user in this transaction; unknown or deactivated users may do nothing."""
-    user = await session.get(User, actor_id)
+    return await actor_of(session, actor_id, await session.get(User, actor_id))
+
+
+async def actor_of(session: AsyncSession, actor_id: int, user: User | None) -> Actor:
+    """The actor for the user row `actor_id` loaded in this transaction (None: no such user),
+    for services that load it together with other rows; the same checks as `load_actor`."""
     if user is None or not user.is_active:
         log.warning("permission denied", extra={"actor_id": actor_id, "reason": "inactive"})
         raise Forbidden("Your account is not active in the support desk.")

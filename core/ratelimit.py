@@ -29,9 +29,7 @@ async def consume(
     requests from several replicas are counted exactly. A refused or failed operation rolls
     its increment back with the rest of its transaction.
     """
-    epoch = int(now.timestamp())
-    start_epoch = epoch - epoch % window_seconds
-    window_start = now - timedelta(seconds=epoch - start_epoch, microseconds=now.microsecond)
+    window_start, retry_after = window(now, window_seconds)
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     values = insert(RateLimitCounter).values(
@@ -43,12 +41,27 @@ async def consume(
     ).returning(RateLimitCounter.count)
     count = (await session.execute(statement)).scalar_one()
     if count > limit:
-        retry_after = start_epoch + window_seconds - epoch
-        raise RateLimited(
-            f"You can {what} at most {limit} times per {_window_text(window_seconds)}. "
-            f"Please try again in {_window_text(retry_after)}.",
-            retry_after_seconds=retry_after,
+        raise refusal(
+            what=what, limit=limit, window_seconds=window_seconds, retry_after=retry_after
         )
+
+
+def window(now: datetime, window_seconds: int) -> tuple[datetime, int]:
+    """The start of the fixed window `now` falls in, and the seconds until it ends."""
+    epoch = int(now.timestamp())
+    start_epoch = epoch - epoch % window_seconds
+    start = now - timedelta(seconds=epoch - start_epoch, microseconds=now.microsecond)
+    return start, start_epoch + window_seconds - epoch
+
+
+def refusal(*, what: str, limit: int, window_seconds: int, retry_after: int) -> RateLimited:
+    """The error for a use past `limit` (for callers that count in a statement of their own:
+    the counter row is the same, `rate_limit_counters` keyed by actor, bucket and window)."""
+    return RateLimited(
+        f"You can {what} at most {limit} times per {_window_text(window_seconds)}. "
+        f"Please try again in {_window_text(retry_after)}.",
+        retry_after_seconds=retry_after,
+    )
 
 
 async def prune(session: AsyncSession, *, older_than: datetime) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, outbox, repository
+from core import audit, outbox, repository, sla
 from core.access import Actor, TicketRef, denied, load_actor, load_ticket
 from core.context import Core
 from core.enums import Audience, Role, Status
@@ -126,7 +126,7 @@ async def _add(
     if not internal and not is_customer and actor.is_staff and row.first_response_at is None:
         # First response: the first public reply by staff who are not the ticket's customer.
         row.first_response_at = now
-        row.sla_next_alert_at = None
+        await sla.stop(session, row.id)
         card_changed = True
     row.updated_at = now
     audit.record(
@@ -149,7 +149,7 @@ async def _add(
         )
     if is_customer and row.status in (Status.RESOLVED.value, Status.WAITING_ON_CUSTOMER.value):
         # The customer answered: the ticket needs staff attention again.
-        apply_status(
+        await apply_status(
             core, session, row, Status.OPEN, reason="Customer replied", actor=actor, now=now
         )
     elif card_changed:

@@ -4,21 +4,38 @@ What a user types is data, never syntax. The query is cut into word tokens ([^\\
 and digits; underscores, quotes, ``%``, parentheses and every other character separate words)
 and each token is passed to the full-text engine as a quoted literal, in a bound parameter. So
 ``AND``, ``OR``, ``NOT``, ``NEAR``, ``*``, ``^``, ``:`` or ``-`` are plain words or separators,
-and ``%`` or ``_`` are never wildcards. All tokens must match (in the ticket, or all in one
-public reply); the last token also matches as a prefix when it has 3 or more characters, so a
-word still being typed finds its completions.
+and ``%`` or ``_`` are never wildcards. Every token must occur somewhere in the ticket's
+searchable text: its title, its description and its public, undeleted replies, taken together
+as one document; the last token also matches as a prefix when it has 3 or more characters, so
+a word still being typed finds its completions.
 
-PostgreSQL matches the generated, weighted ``search_vector`` columns (title A, description B;
-replies through their partial GIN index) and ranks with ``ts_rank``; it also accepts the text
-as ``plainto_tsquery`` sees it, so that e-mail addresses and host names, which its parser keeps
-whole, are found. SQLite matches the FTS5 tables and ranks with ``bm25``. Both add to the
-ticket's own rank the best rank of its matching public replies, and order the hits best first,
-newest first among equals.
+Which hits, in which order: the newest ``RANKED_LIMIT`` (1,000) matching tickets the actor may
+see are ranked, best first (newest first among equals), and paged through. A query that
+matches more tickets than that says so (``Page.capped``; ``total`` is then ``RANKED_LIMIT``)
+rather than counting them all: a desk's recent conversations are what a search is for, and
+counting or ranking a fifth of a million tickets would take a second on every keystroke. One
+more word narrows it.
+
+PostgreSQL matches ``ticket_search.document`` (one row per live ticket, kept in step by
+triggers: title A, description B, public replies D) through its GIN index and ranks with
+``ts_rank``. To find the newest matches without visiting every older one, it reads the newest
+tickets first, in slices of ticket numbers bounded through a BRIN index: the first slice covers
+the newest ``FIRST_SLICE`` tickets; if it holds fewer than the matches still wanted, the next
+slice is sized from the density of matches seen so far, and a query too rare to measure takes
+everything older at once. It also accepts the text as ``plainto_tsquery`` sees it, so that
+e-mail addresses and host names, which its parser keeps whole, are found. Every statement of a
+search runs under a ``SEARCH_TIMEOUT_MS`` statement timeout: a query that still takes longer is
+refused as too broad (VALIDATION), and the attempt still counts against the rate limit.
+
+SQLite matches the FTS5 table ``ticket_search_fts`` (title, description, replies) and ranks
+with ``bm25``, a title hit weighing most and a reply hit least. It is there for correctness
+(tests, a one-machine desk), not for a million tickets.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import uuid
 from collections.abc import Sequence
@@ -26,30 +43,34 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Float,
+    Integer,
     Select,
-    String,
+    Subquery,
     Text,
     bindparam,
     case,
     column,
-    desc,
+    exc,
+    false,
     func,
-    literal,
     literal_column,
     not_,
     select,
     table,
-    union_all,
+    true,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy.types import UserDefinedType
 
 from core import ratelimit, repository
 from core.access import Actor, load_actor
 from core.context import Core
+from core.enums import Role
 from core.errors import ValidationFailed
 from core.models import Reply, Ticket
 from core.validation import PAGE_SIZE_MAX, SEARCH_MAX, SEARCH_MIN, positive_int, single_line
@@ -64,6 +85,20 @@ PREFIX_MIN = 3
 SNIPPET_WORDS = 18
 SNIPPET_MAX_CHARS = 200
 
+# Only the newest this many matches are ranked and paged through; past it, the page is capped.
+RANKED_LIMIT = 1000
+# PostgreSQL: the newest tickets the first slice covers (later slices are sized from it).
+FIRST_SLICE = 60_000
+# Fewer matches than this in the slices read so far: too few to size the next slice from, and
+# few enough that reading everything older costs little.
+MIN_SAMPLE = 10
+# Later slices cover this much more than the density seen so far says they need.
+SLICE_MARGIN = 1.5
+# PostgreSQL: every statement of a search; past it the query is refused as too broad.
+SEARCH_TIMEOUT_MS = 2000
+TOO_BROAD = "This search matches too many tickets to finish quickly. Add a word to narrow it down."
+QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout
+
 _ENGLISH: ColumnClause[Any] = literal_column("'english'::regconfig")
 _HEADLINE_OPTIONS: ColumnClause[Any] = literal_column(
     '\'MaxWords=18, MinWords=8, ShortWord=2, StartSel="", StopSel=""\''
@@ -73,6 +108,24 @@ _REPLY_VECTOR: ColumnClause[Any] = literal_column("replies.search_vector")
 _Text = QueryableAttribute[Any] | ColumnElement[Any]
 _TICKETS_FTS = table("tickets_fts", column("rowid"))
 _REPLIES_FTS = table("replies_fts", column("rowid"))
+_SEARCH_FTS = table("ticket_search_fts", column("rowid"))
+
+
+class _TsVector(UserDefinedType[Any]):
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "tsvector"
+
+
+# PostgreSQL's search documents (migration 0004): one row per live ticket, written by triggers.
+_SEARCH = table(
+    "ticket_search",
+    column("number", BigInteger),
+    column("customer_id", Integer),
+    column("company_id", Integer),
+    column("document", _TsVector()),
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +136,12 @@ class SearchHit:
     ticket: TicketView
     rank: float
     snippet: str
+
+
+@dataclass(frozen=True)
+class _Match:
+    number: int  # the ticket's number
+    rank: float
 
 
 @dataclass(frozen=True)
@@ -123,123 +182,155 @@ def parse_query(query: object) -> _Terms:
 async def search_tickets(
     core: Core, *, actor_id: int, query: str, page: int = 1, page_size: int = 20
 ) -> Page[SearchHit]:
-    """Tickets the actor may see whose title, description or a public reply match `query`.
+    """Tickets the actor may see whose title, description and public replies hold every word
+    of `query`: the newest RANKED_LIMIT such tickets, best match first, newest first among
+    equals.
+
+    `total` counts the hits there are to page through. When more tickets match than
+    RANKED_LIMIT, only the newest RANKED_LIMIT are ranked and paged, `total` is RANKED_LIMIT
+    and `capped` is set: show "1,000+" and suggest another word, never a made-up count.
 
     Visibility is part of the SQL (customers: their own tickets; corporate staff: their
     companies'; deleted tickets never). Internal notes never make a ticket match and never
     appear in a snippet, for staff as well as customers: search results are shown in places a
     customer may read, so the search only knows what a customer could be told. Staff find notes
     by opening the ticket. A query without any letter or digit (say '%%%') finds nothing.
-    Each call counts against the actor's 'search' rate limit. One transaction.
+    Each call counts against the actor's 'search' rate limit, a refused one too. One
+    transaction; on PostgreSQL a search still running after SEARCH_TIMEOUT_MS is stopped and
+    refused as too broad (VALIDATION on `query`).
     """
     terms = parse_query(query)
     page = positive_int(page, field="page")
     page_size = positive_int(page_size, field="page size", maximum=PAGE_SIZE_MAX)
+    try:
+        async with core.db.transaction() as session:
+            actor = await load_actor(session, actor_id)
+            await _count_search(core, session, actor.id)
+            if not terms.tokens:
+                return Page.of([], total=0, page=page, page_size=page_size)
+            engine: _Engine = (
+                _Postgres(terms) if core.db.dialect == "postgresql" else _Sqlite(terms)
+            )
+            return await _search(session, engine, actor, page=page, page_size=page_size)
+    except exc.DBAPIError as error:
+        if _sqlstate(error) != QUERY_CANCELED:
+            raise
+    # The statement timeout stopped it; that transaction is gone, the attempt still counts.
+    log.warning("search too broad", extra={"actor_id": actor_id, "tokens": len(terms.tokens)})
     async with core.db.transaction() as session:
-        actor = await load_actor(session, actor_id)
-        await ratelimit.consume(
-            session,
-            actor_id=actor.id,
-            bucket="search",
-            limit=core.settings.search_limit,
-            window_seconds=core.settings.search_window_seconds,
-            now=core.clock.now(),
-            what="search",
-        )
-        if not terms.tokens:
-            return Page.of([], total=0, page=page, page_size=page_size)
-        engine: _Engine = _Postgres(terms) if core.db.dialect == "postgresql" else _Sqlite(terms)
-        hits, total = await _ranked_page(session, engine, actor, page=page, page_size=page_size)
-        loaded = await engine.load(session, [ticket_id for ticket_id, _ in hits])
-        views = {
-            view.id: view
-            for view in await repository.ticket_views(session, [row for row, _ in loaded.values()])
-        }
-        log.info(
-            "tickets searched",
-            extra={"actor_id": actor.id, "tokens": len(terms.tokens), "total": total},
-        )
-        return Page.of(
-            [
-                SearchHit(ticket=views[ticket_id], rank=rank, snippet=loaded[ticket_id][1])
-                for ticket_id, rank in hits
-            ],
-            total=total,
-            page=page,
-            page_size=page_size,
-        )
+        await _count_search(core, session, actor_id)
+    raise ValidationFailed(TOO_BROAD, field="query")
+
+
+async def _count_search(core: Core, session: AsyncSession, actor_id: int) -> None:
+    await ratelimit.consume(
+        session,
+        actor_id=actor_id,
+        bucket="search",
+        limit=core.settings.search_limit,
+        window_seconds=core.settings.search_window_seconds,
+        now=core.clock.now(),
+        what="search",
+    )
+
+
+def _sqlstate(error: exc.DBAPIError) -> str | None:
+    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return state if isinstance(state, str) else None
+
+
+async def _search(
+    session: AsyncSession, engine: _Engine, actor: Actor, *, page: int, page_size: int
+) -> Page[SearchHit]:
+    start = (page - 1) * page_size
+    # Past the ranked hits there is nothing to show, but the total is still wanted.
+    wanted = start + page_size if start < RANKED_LIMIT else 1
+    best, total = await engine.rank_newest(
+        session, actor, newest=RANKED_LIMIT, best=min(wanted, RANKED_LIMIT)
+    )
+    capped = total > RANKED_LIMIT
+    total = min(total, RANKED_LIMIT)
+    chosen = best[start : start + page_size]
+    loaded = await engine.load(session, actor, [match.number for match in chosen])
+    views = {
+        view.number: view
+        for view in await repository.ticket_views(session, [row for row, _ in loaded.values()])
+    }
+    log.info("tickets searched", extra={"actor_id": actor.id, "total": total, "capped": capped})
+    return Page.of(
+        [
+            SearchHit(ticket=views[match.number], rank=match.rank, snippet=loaded[match.number][1])
+            for match in chosen
+            if match.number in loaded  # visibility is checked again on the tickets themselves
+        ],
+        total=total,
+        page=page,
+        page_size=page_size,
+        capped=capped,
+    )
 
 
 # --------------------------------------------------------------------------------------------
-# ranking
+# matching and ranking
 
 
 class _Engine:
     """The dialect-specific parts: which tickets match (with a rank) and their snippets."""
 
-    def ticket_matches(self, visible: ColumnElement[bool]) -> Select[Any]:
-        raise NotImplementedError
-
-    def reply_matches(self, visible: ColumnElement[bool]) -> Select[Any]:
+    async def rank_newest(
+        self, session: AsyncSession, actor: Actor, *, newest: int, best: int
+    ) -> tuple[list[_Match], int]:
+        """Among the `newest` most recent matching tickets the actor may see (highest numbers),
+        the `best` best ranked, best first (newest first among equals); and how many tickets
+        match, counted up to `newest` + 1 only."""
         raise NotImplementedError
 
     async def load(
-        self, session: AsyncSession, ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, tuple[Ticket, str]]:
-        """The page's tickets, each with its snippet."""
+        self, session: AsyncSession, actor: Actor, numbers: Sequence[int]
+    ) -> dict[int, tuple[Ticket, str]]:
+        """The page's tickets (those the actor may see), each with its snippet, by number."""
         raise NotImplementedError
 
 
-async def _ranked_page(
-    session: AsyncSession, engine: _Engine, actor: Actor, *, page: int, page_size: int
-) -> tuple[list[tuple[uuid.UUID, float]], int]:
-    """The page's (ticket id, rank) pairs, best first, and the number of matching tickets."""
-    visible = actor.visible_tickets()
-    matches = union_all(engine.ticket_matches(visible), engine.reply_matches(visible)).subquery(
-        "matches"
-    )
-    # The ticket's own rank plus that of its best matching public reply.
-    rank = (
-        func.coalesce(func.max(case((matches.c.source == "t", matches.c.rank))), 0.0)
-        + func.coalesce(func.max(case((matches.c.source == "r", matches.c.rank))), 0.0)
-    ).label("rank")
-    grouped = select(matches.c.id, rank).group_by(
-        matches.c.id, matches.c.created_at, matches.c.number
-    )
-    query = (
-        grouped.add_columns(func.count().over().label("total"))
-        .order_by(desc(rank), matches.c.created_at.desc(), matches.c.number.desc())
-        .offset((page - 1) * page_size)
-        .limit(page_size)
-    )
-    rows = (await session.execute(query)).all()
-    if rows:
-        total = int(rows[0].total)
-    elif page == 1:
-        total = 0
-    else:  # past the last page: the window count saw no rows, so count them on their own
-        total = int(await session.scalar(select(func.count()).select_from(grouped.subquery())) or 0)
-    return [(row.id, float(row.rank)) for row in rows], total
-
-
-def _match_columns(source: str) -> list[ColumnElement[Any]]:
-    return [
-        literal(source, String).label("source"),
-        Ticket.id.label("id"),
-        Ticket.created_at.label("created_at"),
-        Ticket.number.label("number"),
-    ]
-
-
 def _public_reply() -> list[ColumnElement[bool]]:
-    # Spelled exactly like the partial index's predicate (NOT is_internal AND deleted_at IS
-    # NULL) so that PostgreSQL can use it; on SQLite the FTS table holds public replies only,
-    # and this repeats the rule in the query.
     return [not_(Reply.is_internal), Reply.deleted_at.is_(None)]
+
+
+def _best_of(newest: Subquery, rank: ColumnElement[float], keep: int, best: int) -> Select[Any]:
+    """From `newest` (number and a rank, at most `keep` + 1 rows): the `best` best ranked of
+    its `keep` newest, each with the number of rows of `newest` (to tell whether more match)."""
+    counted = select(
+        newest.c.number,
+        rank.label("rank"),
+        func.count().over().label("found"),
+        func.row_number().over(order_by=newest.c.number.desc()).label("recency"),
+    ).subquery("counted")
+    return (
+        select(counted.c.number, counted.c.rank, counted.c.found)
+        .where(counted.c.recency <= keep)
+        .order_by(counted.c.rank.desc(), counted.c.number.desc())
+        .limit(best)
+    )
+
+
+def _best_first(matches: Sequence[_Match]) -> list[_Match]:
+    return sorted(matches, key=lambda match: (match.rank, match.number), reverse=True)
 
 
 # --------------------------------------------------------------------------------------------
 # PostgreSQL
+
+
+def _search_scope(actor: Actor) -> ColumnElement[bool]:
+    """Actor.visible_tickets() on ticket_search, which mirrors the tickets' customer and
+    company and holds live tickets only (the triggers delete a deleted ticket's row)."""
+    if actor.role.is_global_staff:
+        return true()
+    if actor.role is Role.CORPORATE:
+        if not actor.company_ids:
+            return false()
+        return _SEARCH.c.company_id.in_(sorted(actor.company_ids))
+    return _SEARCH.c.customer_id == actor.user.id
 
 
 class _Postgres(_Engine):
@@ -258,25 +349,82 @@ class _Postgres(_Engine):
             query = query.op("||")(func.plainto_tsquery(_ENGLISH, raw))
         return query
 
-    def ticket_matches(self, visible: ColumnElement[bool]) -> Select[Any]:
-        rank = func.ts_rank(_TICKET_VECTOR, self.match_query, type_=Float)
-        return select(*_match_columns("t"), rank.label("rank")).where(
-            _TICKET_VECTOR.bool_op("@@")(self.match_query), visible
-        )
+    async def rank_newest(
+        self, session: AsyncSession, actor: Actor, *, newest: int, best: int
+    ) -> tuple[list[_Match], int]:
+        top = (
+            await session.execute(
+                select(
+                    func.max(_SEARCH.c.number),
+                    # For the rest of this transaction: the safety net, and plans made for
+                    # each query's own words (a generic plan cannot tell a rare word from a
+                    # common one, and reading the wrong way costs a hundred times more).
+                    func.set_config("statement_timeout", f"{SEARCH_TIMEOUT_MS}ms", True),
+                    func.set_config("plan_cache_mode", "force_custom_plan", True),
+                )
+            )
+        ).scalar()
+        if top is None:
+            return [], 0
+        scope = _search_scope(actor)
+        candidates: list[_Match] = []
+        found = 0
+        upper, size = int(top), FIRST_SLICE
+        while True:
+            lower: int | None = upper - size if upper - size > 0 else None
+            wanted = newest - found  # matches still to rank; one more says there are more
+            if wanted == 0:
+                more = await session.scalar(
+                    select(true()).where(*self._slice(scope, upper, lower)).limit(1)
+                )
+                return _best_first(candidates)[:best], found + (1 if more else 0)
+            rows = (
+                await session.execute(self._best_of_slice(scope, upper, lower, wanted, best))
+            ).all()
+            in_slice = int(rows[0].found) if rows else 0
+            candidates += (_Match(int(row.number), float(row.rank)) for row in rows)
+            found += in_slice
+            if in_slice > wanted or lower is None:
+                return _best_first(candidates)[:best], found
+            if found < MIN_SAMPLE:
+                size = lower  # everything older
+            else:
+                density = found / (top - lower)
+                size = math.ceil((newest - found) / density * SLICE_MARGIN)
+            upper = lower
 
-    def reply_matches(self, visible: ColumnElement[bool]) -> Select[Any]:
-        rank = func.ts_rank(_REPLY_VECTOR, self.match_query, type_=Float)
-        return (
-            select(*_match_columns("r"), rank.label("rank"))
-            .select_from(Reply)
-            .join(Ticket, Ticket.id == Reply.ticket_id)
-            .where(*_public_reply(), _REPLY_VECTOR.bool_op("@@")(self.match_query), visible)
+    def _slice(
+        self, scope: ColumnElement[bool], upper: int, lower: int | None
+    ) -> list[ColumnElement[bool]]:
+        """Matches the actor may see numbered in (lower, upper]."""
+        conditions = [
+            _SEARCH.c.document.bool_op("@@")(self.match_query),
+            scope,
+            _SEARCH.c.number <= upper,
+        ]
+        if lower is not None:
+            conditions.append(_SEARCH.c.number > lower)
+        return conditions
+
+    def _best_of_slice(
+        self, scope: ColumnElement[bool], upper: int, lower: int | None, wanted: int, best: int
+    ) -> Select[Any]:
+        """The slice's `wanted` newest matches, ranked (only those: ts_rank reads no other
+        document), its `best` best with the number of matches (counted up to `wanted` + 1)."""
+        newest = (
+            select(_SEARCH.c.number, _SEARCH.c.document)
+            .where(*self._slice(scope, upper, lower))
+            .order_by(_SEARCH.c.number.desc())
+            .limit(wanted + 1)
+            .subquery("newest")
         )
+        rank = func.ts_rank(newest.c.document, self.match_query, type_=Float)
+        return _best_of(newest, rank, wanted, best)
 
     async def load(
-        self, session: AsyncSession, ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, tuple[Ticket, str]]:
-        if not ids:
+        self, session: AsyncSession, actor: Actor, numbers: Sequence[int]
+    ) -> dict[int, tuple[Ticket, str]]:
+        if not numbers:
             return {}
 
         def hits(vector: ColumnElement[Any], weight: str) -> ColumnElement[bool]:
@@ -293,15 +441,17 @@ class _Postgres(_Engine):
                 Ticket,
                 hits(_TICKET_VECTOR, "a").label("title_hit"),
                 case((description_hit, headline(Ticket.description))).label("description"),
-            ).where(Ticket.id.in_(ids))
+            ).where(Ticket.number.in_(numbers), actor.visible_tickets())
         )
         rows = own.all()
+        if not rows:
+            return {}
         # The page's few public replies are tested one by one (the match is a column, not a
         # condition), which is cheaper than a GIN scan for every reply holding any of the words.
         reply_hit = _REPLY_VECTOR.bool_op("@@")(self.any_query)
         replies = await session.execute(
             select(Reply.ticket_id, case((reply_hit, headline(Reply.body))).label("body"))
-            .where(Reply.ticket_id.in_(ids), *_public_reply())
+            .where(Reply.ticket_id.in_([row.Ticket.id for row in rows]), *_public_reply())
             .order_by(Reply.created_at.desc(), Reply.id.desc())
         )
         reply_snippets: dict[uuid.UUID, str] = {}
@@ -309,7 +459,7 @@ class _Postgres(_Engine):
             if reply.body is not None:
                 reply_snippets.setdefault(reply.ticket_id, reply.body)
         return {
-            row.Ticket.id: (
+            row.Ticket.number: (
                 row.Ticket,
                 _choose_snippet(
                     row.Ticket,
@@ -333,40 +483,44 @@ class _Sqlite(_Engine):
     def _match(self, fts: str, query: str, name: str) -> ColumnElement[bool]:
         return literal_column(fts).bool_op("MATCH")(bindparam(name, query, type_=Text))
 
-    def ticket_matches(self, visible: ColumnElement[bool]) -> Select[Any]:
-        # bm25 is lower for better matches; a title hit weighs more than a description hit.
+    async def rank_newest(
+        self, session: AsyncSession, actor: Actor, *, newest: int, best: int
+    ) -> tuple[list[_Match], int]:
+        # bm25 is lower for better matches; a title hit weighs most, a reply hit least.
         rank = -func.bm25(
-            literal_column("tickets_fts"), literal_column("4.0"), literal_column("1.0")
+            literal_column("ticket_search_fts"),
+            literal_column("4.0"),
+            literal_column("1.0"),
+            literal_column("0.25"),
         )
-        return (
-            select(*_match_columns("t"), rank.label("rank"))
-            .select_from(_TICKETS_FTS)
-            .join(Ticket, Ticket.number == _TICKETS_FTS.c.rowid)
-            .where(self._match("tickets_fts", self.terms.fts5_query("AND"), "search_all"), visible)
-        )
-
-    def reply_matches(self, visible: ColumnElement[bool]) -> Select[Any]:
-        # A reply's score is not comparable with a ticket's: scale it down so that it orders
-        # hits without outweighing a match in the ticket itself.
-        rank = -func.bm25(literal_column("replies_fts")) * literal_column("0.25")
-        return (
-            select(*_match_columns("r"), rank.label("rank"))
-            .select_from(_REPLIES_FTS)
-            .join(Reply, Reply.id == _REPLIES_FTS.c.rowid)
-            .join(Ticket, Ticket.id == Reply.ticket_id)
+        matches = (
+            select(Ticket.number, rank.label("rank"))
+            .select_from(_SEARCH_FTS)
+            .join(Ticket, Ticket.number == _SEARCH_FTS.c.rowid)
             .where(
-                self._match("replies_fts", self.terms.fts5_query("AND"), "search_reply"),
-                *_public_reply(),
-                visible,
+                self._match("ticket_search_fts", self.terms.fts5_query("AND"), "search_all"),
+                actor.visible_tickets(),
             )
+            .order_by(Ticket.number.desc())
+            .limit(newest + 1)
+            .subquery("newest")
         )
+        rows = (await session.execute(_best_of(matches, matches.c.rank, newest, best))).all()
+        found = int(rows[0].found) if rows else 0
+        return [_Match(int(row.number), float(row.rank)) for row in rows], found
 
     async def load(
-        self, session: AsyncSession, ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, tuple[Ticket, str]]:
-        if not ids:
+        self, session: AsyncSession, actor: Actor, numbers: Sequence[int]
+    ) -> dict[int, tuple[Ticket, str]]:
+        if not numbers:
             return {}
-        tickets = list((await session.scalars(select(Ticket).where(Ticket.id.in_(ids)))).all())
+        tickets = list(
+            (
+                await session.scalars(
+                    select(Ticket).where(Ticket.number.in_(numbers), actor.visible_tickets())
+                )
+            ).all()
+        )
         numbers = [ticket.number for ticket in tickets]
         in_page = _TICKETS_FTS.c.rowid.in_(numbers)
         description_snippet = func.snippet(
@@ -420,7 +574,7 @@ class _Sqlite(_Engine):
         for row in replied:
             reply_snippets.setdefault(row.ticket_id, row.text)
         return {
-            ticket.id: (
+            ticket.number: (
                 ticket,
                 _choose_snippet(
                     ticket,

@@ -8,10 +8,11 @@ Semantics (shared by the ticket services, the scan in core.sla and the staff car
   closed ticket that was never answered restarts it at the moment of reopening.
 - A priority change recomputes both deadlines from the current clock start (not from the
   change), so raising the priority can make a warning or breach due at once.
-- Closed, resolved and deleted tickets never alert: their ``sla_next_alert_at`` is cleared and
-  the scan excludes them anyway. Each (ticket, threshold) alerts at most once in the ticket's
-  life (the ``sla_alerts`` claim is unique), so a restarted or recomputed clock does not repeat
-  an alert that was already sent.
+- Closed, resolved and deleted tickets never alert: their timers (``sla_timers``, see core.sla)
+  are removed, and the scan checks the ticket again anyway. A priority change on a resolved
+  ticket records the new deadlines without arming timers. Each (ticket, threshold) alerts at
+  most once in the ticket's life (the ``sla_alerts`` claim is unique), so a restarted or
+  recomputed clock does not repeat an alert that was already sent.
 - Without business hours the clock runs 24/7. With business hours it runs only inside the
   opening hours of business days in the business timezone, skipping holidays (dates in that
   timezone). Opening and closing times are local wall-clock times, converted to UTC per day

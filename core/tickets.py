@@ -10,15 +10,19 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Uuid, bindparam, func, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from core import audit, outbox, ratelimit, repository
+from core import audit, outbox, ratelimit, repository, sla
 from core.access import (
     Actor,
     TicketRef,
+    actor_of,
     company_scope,
     denied,
     load_actor,
@@ -28,7 +32,8 @@ from core.access import (
     require_staff,
 )
 from core.context import Core
-from core.enums import Audience, Priority, Role, Status
+from core.db import UTCDateTime
+from core.enums import Audience, Priority, Role, SlaThreshold, Status
 from core.errors import Conflict, InvalidTransition, TicketClosed, ValidationFailed
 from core.models import Category, StatusChange, Ticket, User
 from core.outbox import OutboxKind
@@ -95,36 +100,32 @@ async def create_ticket(
     idempotency_key: str | None = None,
 ) -> TicketView:
     """Open a ticket for `customer_id` (default: the actor); a repeated idempotency key returns
-    the ticket the first call created."""
+    the ticket the first call created.
+
+    The reads are one query (the actor, with the ticket of an earlier call with the same key,
+    the customer named and the category chosen) and, on PostgreSQL, the writes are one
+    statement (`_CREATE_PG`): the rate-limit count and every row of the new ticket."""
     title = single_line(title, field="title", max_length=TITLE_MAX)
     description = clean_text(description, field="description", max_length=BODY_MAX, required=False)
     level = parse_enum(Priority, priority, field="priority")
     idempotency_key = clean_idempotency_key(idempotency_key)
     try:
         async with core.db.transaction() as session:
-            actor = await load_actor(session, actor_id)
-            if idempotency_key:
-                existing = await session.scalar(
-                    select(Ticket).where(Ticket.idempotency_key == idempotency_key)
-                )
-                if existing is not None:
-                    return await repository.ticket_view(session, _replayed(actor, existing))
-            customer = await _ticket_customer(session, actor, customer_id)
-            category = await _active_category(session, category_id)
-            now = core.clock.now()
-            await ratelimit.consume(
+            actor, existing, named, chosen = await _load_for_creation(
                 session,
-                actor_id=actor.id,
-                bucket="ticket_create",
-                limit=core.settings.ticket_create_limit,
-                window_seconds=core.settings.ticket_create_window_seconds,
-                now=now,
-                what="open a ticket",
+                actor_id=actor_id,
+                customer_id=customer_id,
+                category_id=category_id,
+                idempotency_key=idempotency_key,
             )
+            if existing is not None:
+                return await repository.ticket_view(session, _replayed(actor, existing))
+            customer = _ticket_customer(actor, customer_id, named)
+            category = _usable_category(chosen) if category_id is not None else None
+            now = core.clock.now()
             warning_at, breach_at = SlaPolicy(core.settings).deadlines(level, now)
             ticket = Ticket(
                 id=uuid.uuid4(),
-                number=await repository.next_ticket_number(session),
                 title=title,
                 description=description,
                 status=Status.OPEN.value,
@@ -138,51 +139,23 @@ async def create_ticket(
                 sla_started_at=now,
                 sla_warning_at=warning_at,
                 sla_breach_at=breach_at,
-                sla_next_alert_at=warning_at,
                 idempotency_key=idempotency_key,
             )
-            session.add(ticket)
-            await session.flush()  # dependants below reference the new row
-            session.add(
-                StatusChange(
-                    ticket_id=ticket.id,
-                    from_status=None,
-                    to_status=Status.OPEN.value,
-                    reason=None,
-                    changed_by_id=actor.id,
-                    changed_at=now,
-                )
-            )
-            audit.record(
-                session,
-                actor_id=actor.id,
-                action="ticket.created",
-                ticket_id=ticket.id,
-                now=now,
-                number=ticket.number,
-                customer_id=customer.id,
-                priority=level.value,
-            )
-            outbox.enqueue(
-                session,
-                kind=OutboxKind.STAFF_CARD_CREATE,
-                ticket_id=ticket.id,
-                key=outbox.thread_key(Audience.STAFF, ticket.id),
-                now=now,
-            )
-            outbox.enqueue(
-                session,
-                kind=OutboxKind.CUSTOMER_THREAD_CREATE,
-                ticket_id=ticket.id,
-                key=outbox.thread_key(Audience.CUSTOMER, ticket.id),
-                now=now,
-            )
-            await session.flush()
+            details = {"customer_id": customer.id, "priority": level.value}
+            if core.db.dialect == "postgresql":
+                await _write_in_one_statement(core, session, ticket, details)
+            else:
+                await _write_step_by_step(core, session, ticket, details)
             log.info(
                 "ticket created",
                 extra={"actor_id": actor.id, "ticket": ticket.number, "customer_id": customer.id},
             )
-            return await repository.ticket_view(session, ticket)
+            return repository.view_of(
+                ticket,
+                customer=customer,
+                assignee=None,
+                category_name=category.name if category else None,
+            )
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -195,6 +168,177 @@ async def create_ticket(
             if existing is None:
                 raise
             return await repository.ticket_view(session, _replayed(actor, existing))
+
+
+CREATE_BUCKET = "ticket_create"
+CREATE_ACTION = "ticket.created"
+CREATE_WHAT = "open a ticket"
+
+# Opening a ticket on PostgreSQL in one round trip. `counted` counts the creation in the
+# actor's fixed-window rate-limit counter (the same upsert as core.ratelimit.consume: its row
+# lock serialises concurrent requests of every process); only within the limit does `ticket`
+# insert the ticket, numbered by the sequence, and the other inserts write its dependants from
+# the inserted row: the first status-history row, the audit entry (its details get the
+# number), the staff card and customer thread messages (in that order) and the warning and
+# breach SLA timers (as core.sla.schedule arms them for a ticket awaiting its first response).
+# A refused count inserts nothing; the caller raises and the transaction rolls back, increment
+# included. An idempotency key used meanwhile by a concurrent call violates the unique
+# constraint (IntegrityError, answered by create_ticket with that call's ticket).
+_CREATE_PG = text(
+    """
+WITH counted AS (
+    INSERT INTO rate_limit_counters AS counter (actor_id, bucket, window_start, count)
+    VALUES (:actor_id, :bucket, :window_start, 1)
+    ON CONFLICT (actor_id, bucket, window_start) DO UPDATE SET count = counter.count + 1
+    RETURNING counter.count
+), ticket AS (
+    INSERT INTO tickets (id, number, title, description, status, priority, category_id,
+        customer_id, company_id, created_by_id, created_at, updated_at, sla_started_at,
+        sla_warning_at, sla_breach_at, idempotency_key)
+    SELECT :id, nextval('ticket_number_seq'), :title, :description, :status, :priority,
+        :category_id, :customer_id, :company_id, :actor_id, :now, :now, :now,
+        :warning_at, :breach_at, :idempotency_key
+    FROM counted
+    WHERE counted.count <= CAST(:limit AS bigint)
+    RETURNING id, number
+), history AS (
+    INSERT INTO status_history (ticket_id, from_status, to_status, reason, changed_by_id,
+        changed_at)
+    SELECT ticket.id, NULL, :status, NULL, :actor_id, :now FROM ticket
+), audit AS (
+    INSERT INTO audit_log (actor_id, action, ticket_id, details, created_at)
+    SELECT :actor_id, :action, ticket.id,
+        :details || jsonb_build_object('number', ticket.number), :now
+    FROM ticket
+), messages AS (
+    INSERT INTO outbox (kind, ticket_id, thread_key, payload, created_at, next_attempt_at,
+        attempts)
+    SELECT message.kind, ticket.id, message.thread_key, CAST('{}' AS jsonb), :now, :now, 0
+    FROM ticket CROSS JOIN (
+        VALUES (1, CAST(:staff_kind AS text), CAST(:staff_key AS text)),
+            (2, CAST(:customer_kind AS text), CAST(:customer_key AS text))
+    ) AS message (position, kind, thread_key)
+    ORDER BY message.position
+), timers AS (
+    INSERT INTO sla_timers (ticket_id, threshold, due_at)
+    SELECT ticket.id, timer.threshold, timer.due_at
+    FROM ticket CROSS JOIN (
+        VALUES (CAST(:warning AS text), :warning_at), (CAST(:breach AS text), :breach_at)
+    ) AS timer (threshold, due_at)
+)
+SELECT counted.count AS used, ticket.number FROM counted LEFT JOIN ticket ON true
+"""
+).bindparams(
+    bindparam("id", type_=Uuid()),
+    bindparam("window_start", type_=UTCDateTime()),
+    bindparam("now", type_=UTCDateTime()),
+    bindparam("warning_at", type_=UTCDateTime()),
+    bindparam("breach_at", type_=UTCDateTime()),
+    bindparam("details", type_=postgresql.JSONB()),
+)
+
+
+async def _write_in_one_statement(
+    core: Core, session: AsyncSession, ticket: Ticket, details: dict[str, Any]
+) -> None:
+    """Count the creation and write every row of `ticket` with `_CREATE_PG`; sets its number."""
+    limit = core.settings.ticket_create_limit
+    window_seconds = core.settings.ticket_create_window_seconds
+    now = ticket.created_at
+    window_start, retry_after = ratelimit.window(now, window_seconds)
+    row = (
+        await session.execute(
+            _CREATE_PG,
+            {
+                "actor_id": ticket.created_by_id,
+                "bucket": CREATE_BUCKET,
+                "window_start": window_start,
+                "limit": limit,
+                "id": ticket.id,
+                "title": ticket.title,
+                "description": ticket.description,
+                "status": ticket.status,
+                "priority": ticket.priority,
+                "category_id": ticket.category_id,
+                "customer_id": ticket.customer_id,
+                "company_id": ticket.company_id,
+                "now": now,
+                "warning_at": ticket.sla_warning_at,
+                "breach_at": ticket.sla_breach_at,
+                "idempotency_key": ticket.idempotency_key,
+                "action": CREATE_ACTION,
+                "details": details,
+                "staff_kind": OutboxKind.STAFF_CARD_CREATE.value,
+                "staff_key": outbox.thread_key(Audience.STAFF, ticket.id),
+                "customer_kind": OutboxKind.CUSTOMER_THREAD_CREATE.value,
+                "customer_key": outbox.thread_key(Audience.CUSTOMER, ticket.id),
+                "warning": SlaThreshold.WARNING.value,
+                "breach": SlaThreshold.BREACH.value,
+            },
+        )
+    ).one()
+    if row.number is None:
+        if row.used > limit:
+            raise ratelimit.refusal(
+                what=CREATE_WHAT,
+                limit=limit,
+                window_seconds=window_seconds,
+                retry_after=retry_after,
+            )
+        raise RuntimeError("the ticket insert wrote no row")
+    ticket.number = int(row.number)
+
+
+async def _write_step_by_step(
+    core: Core, session: AsyncSession, ticket: Ticket, details: dict[str, Any]
+) -> None:
+    """The same count and rows as `_write_in_one_statement`, one write after the other (SQLite,
+    whose single writer makes the extra statements cheap); sets the ticket's number."""
+    now = ticket.created_at
+    await ratelimit.consume(
+        session,
+        actor_id=ticket.created_by_id,
+        bucket=CREATE_BUCKET,
+        limit=core.settings.ticket_create_limit,
+        window_seconds=core.settings.ticket_create_window_seconds,
+        now=now,
+        what=CREATE_WHAT,
+    )
+    ticket.number = await repository.next_ticket_number(session)
+    session.add(ticket)
+    await session.flush()  # dependants below reference the new row
+    await sla.schedule(session, ticket)
+    session.add(
+        StatusChange(
+            ticket_id=ticket.id,
+            from_status=None,
+            to_status=ticket.status,
+            reason=None,
+            changed_by_id=ticket.created_by_id,
+            changed_at=now,
+        )
+    )
+    audit.record(
+        session,
+        actor_id=ticket.created_by_id,
+        action=CREATE_ACTION,
+        ticket_id=ticket.id,
+        now=now,
+        number=ticket.number,
+        **details,
+    )
+    for kind, audience in (
+        (OutboxKind.STAFF_CARD_CREATE, Audience.STAFF),
+        (OutboxKind.CUSTOMER_THREAD_CREATE, Audience.CUSTOMER),
+    ):
+        outbox.enqueue(
+            session,
+            kind=kind,
+            ticket_id=ticket.id,
+            key=outbox.thread_key(audience, ticket.id),
+            now=now,
+        )
+    await session.flush()
 
 
 def clean_idempotency_key(key: str | None) -> str | None:
@@ -223,8 +367,39 @@ def _replayed(actor: Actor, ticket: Ticket) -> Ticket:
     return ticket
 
 
-async def _ticket_customer(session: AsyncSession, actor: Actor, customer_id: int | None) -> User:
-    """Who the new ticket is for, checked against the creation rules of the matrix."""
+async def _load_for_creation(
+    session: AsyncSession,
+    *,
+    actor_id: int,
+    customer_id: int | None,
+    category_id: int | None,
+    idempotency_key: str | None,
+) -> tuple[Actor, Ticket | None, User | None, Category | None]:
+    """The actor and, in the same query, the ticket an earlier call with `idempotency_key`
+    created, the customer named (when it is not the actor) and the category chosen: each None
+    when not asked for or not found. Nothing is checked here but the actor (`actor_of`)."""
+    customer = aliased(User, name="customer")
+    wanted: list[Any] = [User]
+    joins: list[tuple[Any, ColumnElement[bool]]] = []
+    if idempotency_key:
+        joins.append((Ticket, Ticket.idempotency_key == idempotency_key))
+    if customer_id is not None and customer_id != actor_id:
+        joins.append((customer, customer.id == customer_id))
+    if category_id is not None:
+        joins.append((Category, Category.id == category_id))
+    query = select(User).where(User.id == actor_id)
+    for entity, condition in joins:
+        wanted.append(entity)
+        query = query.add_columns(entity).outerjoin_from(User, entity, condition)
+    row = (await session.execute(query)).first()
+    loaded: dict[Any, Any] = dict(zip(wanted, row, strict=True)) if row is not None else {}
+    actor = await actor_of(session, actor_id, loaded.get(User))
+    return actor, loaded.get(Ticket), loaded.get(customer), loaded.get(Category)
+
+
+def _ticket_customer(actor: Actor, customer_id: int | None, customer: User | None) -> User:
+    """Who the new ticket is for (`customer`: the row of `customer_id`, loaded in this
+    transaction), checked against the creation rules of the matrix."""
     if customer_id is None or customer_id == actor.id:
         if actor.role is not Role.CUSTOMER:
             raise ValidationFailed(
@@ -239,7 +414,6 @@ async def _ticket_customer(session: AsyncSession, actor: Actor, customer_id: int
             "You can only open tickets for yourself.",
             customer_id=customer_id,
         )
-    customer = await session.get(User, customer_id)
     if customer is None or not customer.is_active or customer.role != Role.CUSTOMER.value:
         raise ValidationFailed("Choose an active customer for the ticket.", field="customer")
     if not actor.covers_company(customer.company_id):
@@ -255,7 +429,11 @@ async def _ticket_customer(session: AsyncSession, actor: Actor, customer_id: int
 async def _active_category(session: AsyncSession, category_id: int | None) -> Category | None:
     if category_id is None:
         return None
-    category = await session.get(Category, category_id)
+    return _usable_category(await session.get(Category, category_id))
+
+
+def _usable_category(category: Category | None) -> Category:
+    """A category loaded by id: it must exist and be active."""
     if category is None or not category.is_active:
         raise ValidationFailed("That category does not exist.", field="category")
     return category
@@ -418,11 +596,9 @@ async def change_priority(
         row.priority = level.value
         row.updated_at = now
         if row.first_response_at is None and row.sla_breach_at is not None:
-            _start_sla_clock(core, row, _sla_start(row))
-            if Status(row.status).is_done:
-                # Resolved without an answer: the new deadlines are recorded, but no alert
-                # may fire until the ticket is reopened (which restarts the clock anyway).
-                row.sla_next_alert_at = None
+            # Resolved without an answer: the new deadlines are recorded, but no timer is
+            # armed until the ticket is reopened (which restarts the clock anyway).
+            await sla.restart(session, row, SlaPolicy(core.settings), _sla_start(row))
         audit.record(
             session,
             actor_id=actor.id,
@@ -453,7 +629,7 @@ async def change_status(
         row = await load_ticket(session, actor, ticket, for_update=True)
         _check_transition(actor, row, target)
         now = core.clock.now()
-        apply_status(core, session, row, target, reason=clean_reason, actor=actor, now=now)
+        await apply_status(core, session, row, target, reason=clean_reason, actor=actor, now=now)
         await session.flush()
         return await repository.ticket_view(session, row)
 
@@ -485,7 +661,7 @@ def _check_transition(actor: Actor, row: Ticket, target: Status) -> None:
     )
 
 
-def apply_status(
+async def apply_status(
     core: Core,
     session: AsyncSession,
     row: Ticket,
@@ -510,10 +686,10 @@ def apply_status(
         row.resolved_at = None
         row.closed_at = None
     if target.is_done:
-        row.sla_next_alert_at = None
+        await sla.stop(session, row.id)
     elif previous.is_done and row.first_response_at is None:
         # Reopened without ever being answered: the first-response clock starts again now.
-        _start_sla_clock(core, row, now)
+        await sla.restart(session, row, SlaPolicy(core.settings), now)
     session.add(
         StatusChange(
             ticket_id=row.id,
@@ -655,7 +831,7 @@ async def delete_ticket(
         now = core.clock.now()
         row.deleted_at = now
         row.deleted_by_id = actor.id
-        row.sla_next_alert_at = None
+        await sla.stop(session, row.id)
         row.updated_at = now
         audit.record(
             session,
@@ -682,14 +858,6 @@ def _require_open_for_changes(row: Ticket) -> None:
 def _sla_start(row: Ticket) -> datetime:
     """When the current first-response clock started: creation, or the latest reopening."""
     return row.sla_started_at or row.created_at
-
-
-def _start_sla_clock(core: Core, row: Ticket, start: datetime) -> None:
-    warning_at, breach_at = SlaPolicy(core.settings).deadlines(Priority(row.priority), start)
-    row.sla_started_at = start
-    row.sla_warning_at = warning_at
-    row.sla_breach_at = breach_at
-    row.sla_next_alert_at = warning_at
 
 
 def _refresh_card(session: AsyncSession, row: Ticket, now: datetime) -> None:

@@ -79,18 +79,25 @@ class TicketDetail:
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
+    """One page of results. `total` counts the results there are to page through; `capped`
+    says that more matched than were counted (a search counts up to its limit and no further):
+    the true number is then larger than `total`."""
+
     items: tuple[T, ...]
     total: int
     page: int
     page_size: int
+    capped: bool = False
 
     @property
     def pages(self) -> int:
         return max(1, math.ceil(self.total / self.page_size))
 
     @classmethod
-    def of(cls, items: Sequence[T], *, total: int, page: int, page_size: int) -> Page[T]:
-        return cls(items=tuple(items), total=total, page=page, page_size=page_size)
+    def of(
+        cls, items: Sequence[T], *, total: int, page: int, page_size: int, capped: bool = False
+    ) -> Page[T]:
+        return cls(items=tuple(items), total=total, page=page, page_size=page_size, capped=capped)
 
 
 @dataclass(frozen=True)

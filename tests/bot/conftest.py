@@ -21,12 +21,14 @@ from tests.conftest import test_settings, truncate_all
 @pytest.fixture
 async def stage(database: Database, database_url: str, clock: FrozenClock) -> AsyncIterator[Stage]:
     core = Core(db=database, settings=test_settings(database_url), clock=clock)
-    async with Stage(database_url=database_url, clock=clock, core=core) as running:
-        yield running
-        await running.settle()
-        leaks = await scan_for_leaks(core, running.fake)
-        assert not leaks, f"internal notes leaked: {leaks}"
-    await truncate_all(database)
+    try:
+        async with Stage(database_url=database_url, clock=clock, core=core) as running:
+            yield running
+            await running.settle()
+            leaks = await scan_for_leaks(core, running.fake)
+            assert not leaks, f"internal notes leaked: {leaks}"
+    finally:
+        await truncate_all(database)
 
 
 @pytest.fixture

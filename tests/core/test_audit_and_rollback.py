@@ -3,15 +3,17 @@ of a call fails, none of its earlier writes remain."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from core import audit, outbox, repository
-from core.models import Base
+from core import audit, outbox
+from core.context import Core
+from core.models import Base, SlaTimer
 from core.replies import add_reply, delete_reply, edit_reply
 from core.tickets import (
     assign_ticket,
@@ -21,7 +23,7 @@ from core.tickets import (
     delete_ticket,
     update_ticket,
 )
-from tests.core.ticket_support import Cast, audit_entries, make_cast
+from tests.core.ticket_support import Cast, audit_entries, count_rows, make_cast
 from tests.factories import make_ticket
 
 WATCHED_TABLES = [
@@ -146,40 +148,79 @@ async def test_reply_edits_and_deletes_are_audited(core):
 # rollback
 
 
-async def test_transaction_rollback_on_error(core, monkeypatch):
-    """Ticket creation: the ticket row is flushed, then the audit write fails."""
+@asynccontextmanager
+async def failing_insert(core: Core, table: str, condition: str) -> AsyncIterator[None]:
+    """Make the database itself refuse inserts into `table` of rows matching `condition` (on
+    NEW), as a constraint would: the failure happens inside the service's own writes, after the
+    ones that precede it, whichever statements the service uses to make them."""
+    if core.db.dialect == "postgresql":
+        setup = [
+            "CREATE FUNCTION injected_failure() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'injected failure' USING ERRCODE = 'check_violation'; END $$",
+            f"CREATE TRIGGER injected_failure BEFORE INSERT ON {table} FOR EACH ROW "
+            f"WHEN ({condition}) EXECUTE FUNCTION injected_failure()",
+        ]
+        teardown = [
+            f"DROP TRIGGER injected_failure ON {table}",
+            "DROP FUNCTION injected_failure()",
+        ]
+    else:
+        setup = [
+            f"CREATE TRIGGER injected_failure BEFORE INSERT ON {table} WHEN {condition} "
+            "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        ]
+        teardown = ["DROP TRIGGER injected_failure"]
+    async with core.db.transaction() as session:
+        for statement in setup:
+            await session.execute(text(statement))
+    try:
+        yield
+    finally:
+        async with core.db.transaction() as session:
+            for statement in teardown:
+                await session.execute(text(statement))
+
+
+async def test_transaction_rollback_on_error(core):
+    """Ticket creation: the ticket row is written, then the database refuses the audit entry."""
     cast = await make_cast(core)
     before = await snapshot(core)
-    fail_on_call(monkeypatch, audit, "record")
-    with pytest.raises(Boom):
-        await create_ticket(core, actor_id=cast.alice.id, title="Never saved")
+    async with failing_insert(core, "audit_log", "NEW.action = 'ticket.created'"):
+        with pytest.raises(IntegrityError, match="injected failure"):
+            await create_ticket(core, actor_id=cast.alice.id, title="Never saved")
     after = await snapshot(core)
     assert after == before
     assert after["tickets"] == [] and after["status_history"] == []
     assert after["rate_limit_counters"] == []  # the rate-limit increment went with it
-    monkeypatch.undo()
+    assert await count_rows(core, SlaTimer) == 0
     view = await create_ticket(core, actor_id=cast.alice.id, title="Saved")
     assert view.title == "Saved"
 
 
-async def test_creation_rolls_back_when_the_second_outbox_message_fails(core, monkeypatch):
+async def test_creation_rolls_back_when_the_second_outbox_message_fails(core):
     cast = await make_cast(core)
     before = await snapshot(core)
-    fail_on_call(monkeypatch, outbox, "enqueue", nth=2)
-    with pytest.raises(Boom):
-        await create_ticket(core, actor_id=cast.agent.id, title="x", customer_id=cast.bob.id)
+    async with failing_insert(core, "outbox", "NEW.kind = 'customer_thread_create'"):
+        with pytest.raises(IntegrityError, match="injected failure"):
+            await create_ticket(core, actor_id=cast.agent.id, title="x", customer_id=cast.bob.id)
     assert await snapshot(core) == before
+    assert await count_rows(core, SlaTimer) == 0
 
 
-async def test_creation_rolls_back_on_a_constraint_violation(core, monkeypatch):
+async def test_creation_rolls_back_on_a_constraint_violation(core):
     cast = await make_cast(core)
     first = await make_ticket(core, cast.alice)
     before = await snapshot(core)
-
-    async def duplicate_number(_session: Any) -> int:
-        return first.number
-
-    monkeypatch.setattr(repository, "next_ticket_number", duplicate_number)
+    # Set the number source back: the next ticket gets the number of the first one.
+    async with core.db.transaction() as session:
+        if core.db.dialect == "postgresql":
+            await session.execute(
+                text("SELECT setval('ticket_number_seq', :n, false)"), {"n": first.number}
+            )
+        else:
+            await session.execute(
+                text("UPDATE ticket_counter SET value = :n"), {"n": first.number - 1}
+            )
     with pytest.raises(IntegrityError):
         await create_ticket(core, actor_id=cast.alice.id, title="Clash")
     assert await snapshot(core) == before  # the rate-limit count of the failed call is gone

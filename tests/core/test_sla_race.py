@@ -33,7 +33,8 @@ PROCESSES = 2
 
 
 class _UnlockedDatabase(Database):
-    """Reports a dialect name the scan does not lock rows for: only the claim can decide."""
+    """Reports a dialect name the scan does not recognise: it takes the portable steps, without
+    row locks, so that only the claim can decide."""
 
     @property
     def dialect(self) -> str:
@@ -97,16 +98,24 @@ async def _seed_due_tickets(core: Core) -> int:
                 """
                 INSERT INTO tickets (id, number, title, status, priority, customer_id,
                     created_by_id, created_at, updated_at, sla_started_at,
-                    sla_warning_at, sla_breach_at, sla_next_alert_at)
+                    sla_warning_at, sla_breach_at)
                 SELECT gen_random_uuid(), g, 'race ' || g, 'open', 'urgent', :c, :c,
                     n - interval '1 hour', n - interval '1 hour', n - interval '1 hour',
                     n - interval '30 minutes',
-                    CASE WHEN g % 2 = 0 THEN n - interval '1 minute' ELSE n + interval '1 hour' END,
-                    n - interval '30 minutes'
+                    CASE WHEN g % 2 = 0 THEN n - interval '1 minute' ELSE n + interval '1 hour' END
                 FROM generate_series(1, :count) AS g, CAST(:now AS timestamptz) AS n
                 """
             ),
             {"c": customer.id, "now": NOW, "count": TICKETS},
+        )
+        await session.execute(
+            text(
+                """
+                INSERT INTO sla_timers (ticket_id, threshold, due_at)
+                SELECT id, 'warning', sla_warning_at FROM tickets
+                UNION ALL SELECT id, 'breach', sla_breach_at FROM tickets
+                """
+            )
         )
     return TICKETS + TICKETS // 2
 

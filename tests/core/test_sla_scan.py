@@ -1,15 +1,20 @@
 """The SLA scan: alerts once per ticket and threshold, only for tickets still awaiting a first
-response, isolated failures, the scheduler around it, and `/ticket sla`."""
+response, isolated failures, the scheduler around it, and `/ticket sla`.
+
+On PostgreSQL `sla.scan` runs as one statement and falls back to the portable steps when that
+fails; on SQLite it always takes the portable steps. Both run in this module."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select, text, update
+from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 
 from bot import scheduler as sched
@@ -17,7 +22,7 @@ from core import sla
 from core.context import Core
 from core.enums import Priority, Role, SlaThreshold, Status
 from core.errors import Forbidden, Unavailable
-from core.models import OutboxMessage, SlaAlert, Ticket
+from core.models import OutboxMessage, SlaAlert, SlaTimer
 from core.outbox import OutboxKind
 from core.replies import add_reply
 from core.tickets import assign_ticket, change_priority, change_status, delete_ticket
@@ -53,15 +58,23 @@ async def manager_alerts(core: Core) -> list[tuple[uuid.UUID, str]]:
 
 
 async def next_alert_at(core: Core, ticket_id: uuid.UUID) -> datetime | None:
+    """The ticket's earliest armed timer."""
     async with core.db.transaction() as session:
-        return await session.scalar(select(Ticket.sla_next_alert_at).where(Ticket.id == ticket_id))
+        return await session.scalar(
+            select(func.min(SlaTimer.due_at)).where(SlaTimer.ticket_id == ticket_id)
+        )
+
+
+async def timer_count(core: Core) -> int:
+    async with core.db.transaction() as session:
+        return await session.scalar(select(func.count()).select_from(SlaTimer)) or 0
 
 
 async def force_due(core: Core, ticket_id: uuid.UUID, moment: datetime) -> None:
-    """Put a ticket back in the scan's index, bypassing the services (defence-in-depth tests)."""
+    """Arm a breach timer behind the services' back (defence-in-depth tests)."""
     async with core.db.transaction() as session:
         await session.execute(
-            update(Ticket.__table__).where(Ticket.id == ticket_id).values(sla_next_alert_at=moment)
+            insert(SlaTimer).values(ticket_id=ticket_id, threshold="breach", due_at=moment)
         )
 
 
@@ -171,6 +184,50 @@ async def test_scan_batches_respect_the_limit_and_report_more(core, clock):
 # what stops or moves the clock
 
 
+async def timers(core: Core) -> list[tuple[uuid.UUID, str, datetime]]:
+    async with core.db.transaction() as session:
+        rows = await session.execute(
+            select(SlaTimer.ticket_id, SlaTimer.threshold, SlaTimer.due_at).order_by(
+                SlaTimer.due_at, SlaTimer.ticket_id
+            )
+        )
+        return [(r.ticket_id, r.threshold, r.due_at) for r in rows]
+
+
+async def test_the_services_arm_move_and_remove_the_timers(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer)  # medium: 6 h / 8 h
+    created = clock.now()
+    assert await timers(core) == [
+        (ticket.id, "warning", created + WARNING),
+        (ticket.id, "breach", created + BREACH),
+    ]
+
+    await change_priority(core, actor_id=agent.id, ticket=ticket.number, priority=Priority.HIGH)
+    assert await timers(core) == [
+        (ticket.id, "warning", created + timedelta(minutes=90)),
+        (ticket.id, "breach", created + timedelta(hours=2)),
+    ]
+
+    await change_status(core, actor_id=agent.id, ticket=ticket.number, status=Status.RESOLVED)
+    assert await timers(core) == []
+    await change_priority(core, actor_id=agent.id, ticket=ticket.number, priority=Priority.LOW)
+    assert await timers(core) == []  # deadlines recorded, nothing armed while resolved
+
+    clock.advance(hours=1)
+    await change_status(core, actor_id=customer.id, ticket=ticket.number, status=Status.OPEN)
+    assert await timers(core) == [  # low: 24 h, counted from the reopening
+        (ticket.id, "warning", clock.now() + timedelta(hours=18)),
+        (ticket.id, "breach", clock.now() + timedelta(hours=24)),
+    ]
+
+    await add_reply(core, actor_id=agent.id, ticket=ticket.number, body="Note", internal=True)
+    assert len(await timers(core)) == 2
+    await add_reply(core, actor_id=agent.id, ticket=ticket.number, body="Hi", internal=False)
+    assert await timers(core) == []
+
+
 async def test_no_alert_after_a_first_public_staff_reply(core, clock):
     customer = await make_user(core, Role.CUSTOMER)
     agent = await make_user(core, Role.AGENT)
@@ -269,12 +326,15 @@ async def test_resolved_and_closed_tickets_never_alert(core, clock, status):
     agent = await make_user(core, Role.AGENT)
     ticket = await make_ticket(core, customer)
     await change_status(core, actor_id=agent.id, ticket=ticket.number, status=status)
+    assert await timer_count(core) == 0
 
     clock.advance(days=10)
     assert (await sla.scan(core)).due == 0
-    # Even if the bookkeeping column were left set, the scan's own conditions exclude them.
+    # Even a timer left behind does not alert: the scan checks the ticket and drops the timer.
     await force_due(core, ticket.id, clock.now() - timedelta(hours=1))
-    assert (await sla.scan(core)).due == 0
+    result = await sla.scan(core)
+    assert (result.due, result.alerts, result.already_claimed) == (1, (), 0)
+    assert await timer_count(core) == 0
     assert await claims(core) == []
 
 
@@ -284,65 +344,99 @@ async def test_deleted_tickets_never_alert(core, clock):
     ticket = await make_ticket(core, customer)
     clock.advance(hours=7)
     await delete_ticket(core, actor_id=manager.id, ticket=ticket.number)
+    assert await timer_count(core) == 0
 
     clock.advance(days=10)
     assert (await sla.scan(core)).due == 0
     await force_due(core, ticket.id, clock.now() - timedelta(hours=1))
-    assert (await sla.scan(core)).due == 0
+    assert (await sla.scan(core)).alerts == ()
+    assert await timer_count(core) == 0
     assert await claims(core) == []
 
 
-async def test_answered_ticket_with_a_stale_next_alert_is_not_alerted(core, clock):
+async def test_answered_ticket_with_a_stale_timer_is_not_alerted(core, clock):
     customer = await make_user(core, Role.CUSTOMER)
     agent = await make_user(core, Role.AGENT)
     ticket = await make_ticket(core, customer)
     await add_reply(core, actor_id=agent.id, ticket=ticket.number, body="Hi", internal=False)
+    assert await timer_count(core) == 0
     await force_due(core, ticket.id, clock.now())
 
     clock.advance(days=1)
-    assert (await sla.scan(core)).due == 0
+    assert (await sla.scan(core)).alerts == ()
+    assert await claims(core) == [] and await timer_count(core) == 0
 
 
 # --------------------------------------------------------------------------------------------
 # failures
 
 
-async def test_a_failing_ticket_is_logged_and_the_others_still_alert(
-    core, clock, monkeypatch, caplog
-):
+@contextlib.asynccontextmanager
+async def outbox_rejects(core: Core, ticket_id: uuid.UUID) -> AsyncIterator[None]:
+    """A trigger that makes the database refuse every outbox row of one ticket: a real error
+    that only that ticket's alerts hit."""
+    if core.db.dialect == "postgresql":
+        create = [
+            f"""CREATE FUNCTION reject_one_ticket() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.ticket_id = '{ticket_id}' THEN RAISE EXCEPTION 'cannot queue this one';
+                END IF;
+                RETURN NEW;
+            END $$""",
+            "CREATE TRIGGER reject_one_ticket BEFORE INSERT ON outbox "
+            "FOR EACH ROW EXECUTE FUNCTION reject_one_ticket()",
+        ]
+        drop = [
+            "DROP TRIGGER IF EXISTS reject_one_ticket ON outbox",
+            "DROP FUNCTION IF EXISTS reject_one_ticket()",
+        ]
+    else:
+        create = [
+            "CREATE TRIGGER reject_one_ticket BEFORE INSERT ON outbox "
+            f"WHEN NEW.ticket_id = '{ticket_id.hex}' "
+            "BEGIN SELECT RAISE(ABORT, 'cannot queue this one'); END"
+        ]
+        drop = ["DROP TRIGGER IF EXISTS reject_one_ticket"]
+    async with core.db.engine.begin() as connection:
+        for statement in create:
+            await connection.exec_driver_sql(statement)
+    try:
+        yield
+    finally:
+        async with core.db.engine.begin() as connection:
+            for statement in drop:
+                await connection.exec_driver_sql(statement)
+
+
+async def test_a_failing_ticket_is_logged_and_the_others_still_alert(core, clock, caplog):
     customer = await make_user(core, Role.CUSTOMER)
     good_1, bad, good_2 = [await make_ticket(core, customer) for _ in range(3)]
     clock.advance(WARNING)
-    real_payload = sla._alert_payload
 
-    def payload(row, alert, now, policy):
-        if row.id == bad.id:
-            raise RuntimeError("cannot render this one")
-        return real_payload(row, alert, now, policy)
-
-    monkeypatch.setattr(sla, "_alert_payload", payload)
-    with caplog.at_level(logging.WARNING, logger="core.sla"):
-        result = await sla.scan(core)
+    async with outbox_rejects(core, bad.id):
+        with caplog.at_level(logging.WARNING, logger="core.sla"):
+            result = await sla.scan(core)
 
     assert result.failed == (bad.id,)
+    assert sorted(a.ticket_id for a in result.alerts) == sorted([good_1.id, good_2.id])
     assert sorted(t for t, _ in await manager_alerts(core)) == sorted([good_1.id, good_2.id])
     assert (bad.id, "warning") not in await claims(core)  # its claim was rolled back
+    assert await next_alert_at(core, bad.id) == bad.sla_warning_at  # its timer too
     assert any(
         r.message == "sla alert failed" and r.ticket_id == str(bad.id) for r in caplog.records
     )
 
-    monkeypatch.setattr(sla, "_alert_payload", real_payload)
     retry = await sla.scan(core)
     assert [(a.ticket_id, a.threshold) for a in retry.alerts] == [(bad.id, SlaThreshold.WARNING)]
 
 
-def fail_once(core: Core, prefix: str, error: Exception):
-    """Make the engine fail the first statement starting with `prefix` (then behave)."""
+def fail_once(core: Core, marker: str, error: Exception):
+    """Make the engine fail the first statement containing `marker` (then behave)."""
     engine = core.db.engine.sync_engine
     pending = [error]
 
     def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):
-        if pending and statement.lstrip().upper().startswith(prefix):
+        if pending and marker in " ".join(statement.upper().split()):
             raise OperationalError(statement, parameters, pending.pop())
 
     event.listen(engine, "before_cursor_execute", before_cursor_execute)
@@ -355,7 +449,7 @@ async def test_a_scan_hitting_a_database_error_is_logged_and_the_next_run_succee
     customer = await make_user(core, Role.CUSTOMER)
     ticket = await make_ticket(core, customer)
     clock.advance(WARNING)
-    restore = fail_once(core, "SELECT TICKETS.ID", ConnectionError("connection reset by peer"))
+    restore = fail_once(core, "SLA_TIMERS", ConnectionError("connection reset by peer"))
     try:
         with caplog.at_level(logging.ERROR, logger="bot.scheduler"):
             assert await sched.run_sla_scan(core) is None
@@ -376,13 +470,14 @@ async def test_a_statement_failing_mid_batch_is_retried_ticket_by_ticket_in_the_
     customer = await make_user(core, Role.CUSTOMER)
     ticket = await make_ticket(core, customer)
     clock.advance(WARNING)
-    restore = fail_once(core, "UPDATE TICKETS", RuntimeError("disk I/O error"))
+    restore = fail_once(core, "INSERT INTO OUTBOX", RuntimeError("disk I/O error"))
     try:
         first = await sla.scan(core)
     finally:
         restore()
 
-    # The batch rolled back to its savepoint; the per-ticket retry inside the scan succeeded.
+    # The batch failed as a whole (PostgreSQL: the one statement, rolled back with its
+    # transaction; SQLite: the batch's savepoint); the per-ticket retry in the scan succeeded.
     assert [a.ticket_id for a in first.alerts] == [ticket.id] and first.failed == ()
     assert await claims(core) == [(ticket.id, "warning")]
     assert await manager_alerts(core) == [(ticket.id, "warning")]
@@ -392,13 +487,14 @@ async def test_a_lost_connection_fails_the_whole_scan_instead_of_every_ticket(co
     customer = await make_user(core, Role.CUSTOMER)
     tickets = [await make_ticket(core, customer) for _ in range(3)]
     clock.advance(WARNING)
-    restore = fail_once(core, "UPDATE TICKETS", ConnectionResetError("connection reset"))
+    restore = fail_once(core, "INSERT INTO OUTBOX", ConnectionResetError("connection reset"))
     try:
         with pytest.raises((OperationalError, Unavailable)):
             await sla.scan(core)
     finally:
         restore()
     assert await claims(core) == []  # all rolled back together
+    assert await timer_count(core) == 6  # warning and breach of each ticket, still armed
 
     result = await sla.scan(core)
     assert sorted(a.ticket_id for a in result.alerts) == sorted(t.id for t in tickets)
@@ -459,44 +555,166 @@ async def test_a_full_batch_makes_the_run_scan_again_and_wakes_delivery(core, cl
 
 
 # --------------------------------------------------------------------------------------------
+# PostgreSQL: the scan in one statement
+
+
+def _postgresql_only(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL-only: SQLite always takes the portable steps")
+
+
+async def outbox_rows(core: Core) -> list[tuple[str, uuid.UUID | None, str, dict]]:
+    async with core.db.transaction() as session:
+        rows = await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
+        return [(m.kind, m.ticket_id, m.thread_key, m.payload) for m in rows]
+
+
+async def test_one_statement_scan_writes_what_the_portable_steps_write(core, clock, database_url):
+    _postgresql_only(database_url)
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    lead = await make_user(core, Role.AGENT)
+    clock.set(datetime(2026, 1, 5, 9, 0, 0, 123456, tzinfo=UTC))  # microseconds in every time
+    assigned = await make_ticket(core, customer)
+    await assign_ticket(core, actor_id=lead.id, ticket=assigned.number, assignee_id=agent.id)
+    clock.advance(minutes=7, microseconds=500)
+    unassigned = await make_ticket(core, customer)
+    warned_only = await make_ticket(core, customer, priority=Priority.LOW)
+    clock.advance(hours=19)  # both thresholds of the medium tickets, the low one's warning
+    async with core.db.transaction() as session:  # one threshold claimed already
+        session.add(
+            SlaAlert(
+                ticket_id=unassigned.id,
+                threshold="warning",
+                due_at=clock.now(),
+                created_at=clock.now(),
+            )
+        )
+    armed = await timers(core)
+    before = len(await outbox_rows(core))
+
+    fast = await sla.scan(core)
+    fast_rows, fast_claims = (await outbox_rows(core))[before:], await claims(core)
+
+    async with core.db.transaction() as session:  # back to the state before the scan
+        await session.execute(text("DELETE FROM outbox WHERE kind <> 'staff_card_create'"))
+        await session.execute(text("DELETE FROM sla_alerts WHERE threshold <> 'warning'"))
+        await session.execute(
+            text("DELETE FROM sla_alerts WHERE ticket_id <> :id"), {"id": unassigned.id}
+        )
+        await session.execute(text("DELETE FROM sla_timers"))
+        await session.execute(
+            insert(SlaTimer),
+            [{"ticket_id": t, "threshold": k, "due_at": d} for t, k, d in armed],
+        )
+    before = len(await outbox_rows(core))
+    portable = await sla._scan_step_by_step(core, clock.now(), 500, lock=True, batch=True)
+    portable_rows = (await outbox_rows(core))[before:]
+
+    assert [(a.ticket_id, a.threshold) for a in fast.alerts] == [
+        (assigned.id, SlaThreshold.WARNING),
+        (assigned.id, SlaThreshold.BREACH),
+        (unassigned.id, SlaThreshold.BREACH),
+        (warned_only.id, SlaThreshold.WARNING),
+    ]
+    assert (fast.due, fast.already_claimed) == (5, 1)
+    assert (portable.due, portable.alerts, portable.already_claimed) == (5, fast.alerts, 1)
+    assert fast_rows == portable_rows
+    assert sorted(await claims(core)) == sorted(fast_claims)
+    assert [kind for kind, _, _, _ in fast_rows] == [
+        "manager_alert",  # assigned: warning
+        "manager_alert",  # assigned: breach, DM and card
+        "assignee_dm",
+        "staff_card_refresh",
+        "manager_alert",  # unassigned: breach, no DM
+        "staff_card_refresh",
+        "manager_alert",  # warned_only: warning
+    ]
+    assert fast_rows[0][3] == {
+        "threshold": "warning",
+        "due_at": assigned.sla_warning_at.isoformat(),
+        "breach_at": assigned.sla_breach_at.isoformat(),
+        "waited_seconds": int((clock.now() - assigned.created_at).total_seconds()),
+    }
+    assert fast_rows[0][3]["due_at"].endswith(".123456+00:00")
+    assert fast_rows[2][2:] == (
+        f"user:{agent.id}",
+        {**fast_rows[1][3], "event": "sla_breach", "assignee_id": agent.id},
+    )
+    assert fast_rows[3][2:] == (f"staff:{assigned.id}", {"event": "sla_breach"})
+    assert await timer_count(core) == 1  # the low ticket's breach is still ahead
+
+
+async def test_a_ticket_a_service_is_changing_is_skipped_not_waited_for(core, clock, database_url):
+    _postgresql_only(database_url)
+    customer = await make_user(core, Role.CUSTOMER)
+    busy = await make_ticket(core, customer)
+    free = await make_ticket(core, customer)
+    clock.advance(WARNING)
+
+    async with core.db.engine.connect() as service:
+        # What load_ticket(for_update=True) holds while a service works on the ticket.
+        await service.execute(
+            text("SELECT 1 FROM tickets WHERE id = :id FOR UPDATE"), {"id": busy.id}
+        )
+        skipped = await asyncio.wait_for(sla.scan(core), timeout=10)
+        # The service goes on to touch the timers: the scan has committed, nothing waits.
+        await service.execute(
+            text("UPDATE sla_timers SET due_at = due_at WHERE ticket_id = :id"), {"id": busy.id}
+        )
+        await service.rollback()
+
+    assert [a.ticket_id for a in skipped.alerts] == [free.id]
+    later = await sla.scan(core)
+    assert [a.ticket_id for a in later.alerts] == [busy.id]
+
+
+# --------------------------------------------------------------------------------------------
 # the index
 
 
-async def test_scan_query_uses_the_partial_index(core, database_url):
+async def test_scan_takes_the_due_timers_from_their_index(core, database_url):
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL-only: the planner's choice is checked with EXPLAIN")
     customer = await make_user(core, Role.CUSTOMER)
     now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     async with core.db.transaction() as session:
-        # 4,000 tickets, of which 3,900 answered (not in the index) and 20 due.
+        # 4,000 tickets with two timers each, of which 20 are due.
         await session.execute(
             text(
                 """
                 INSERT INTO tickets (id, number, title, status, priority, customer_id,
-                    created_by_id, created_at, updated_at, first_response_at, sla_started_at,
-                    sla_warning_at, sla_breach_at, sla_next_alert_at)
+                    created_by_id, created_at, updated_at, sla_started_at,
+                    sla_warning_at, sla_breach_at)
                 SELECT gen_random_uuid(), g, 't', 'open', 'medium', :c, :c,
-                    n - interval '1 day', n - interval '1 day',
-                    CASE WHEN g > 100 THEN n END,
-                    n - interval '1 day', n + (g - 20) * interval '1 minute',
-                    n + interval '1 day',
-                    CASE WHEN g <= 100 THEN n + (g - 20) * interval '1 minute' END
+                    n - interval '1 day', n - interval '1 day', n - interval '1 day',
+                    n + (g - 20) * interval '1 minute', n + interval '1 day'
                 FROM generate_series(1, 4000) AS g, CAST(:now AS timestamptz) AS n
                 """
             ),
             {"c": customer.id, "now": now},
         )
-    async with core.db.transaction() as session:
-        await session.execute(text("ANALYZE tickets"))
-        query = sla.due_query(now, 500).with_for_update(skip_locked=True, of=Ticket.__table__)
-        compiled = query.compile(
-            dialect=session.bind.dialect, compile_kwargs={"literal_binds": True}
+        await session.execute(
+            text(
+                """
+                INSERT INTO sla_timers (ticket_id, threshold, due_at)
+                SELECT id, 'warning', sla_warning_at FROM tickets
+                UNION ALL SELECT id, 'breach', sla_breach_at FROM tickets
+                """
+            )
         )
-        plan = "\n".join((await session.execute(text(f"EXPLAIN {compiled}"))).scalars().all())
-    assert "ix_tickets_sla_next_alert" in plan, plan
-    assert "Seq Scan" not in plan, plan
+    async with core.db.transaction() as session:
+        connection = await session.connection()
+        await connection.exec_driver_sql("ANALYZE tickets, sla_timers")
+        plan = "\n".join(
+            (await connection.exec_driver_sql("EXPLAIN " + sla.due_sql(), (now, 500)))
+            .scalars()
+            .all()
+        )
+    assert "ix_sla_timers_due_at" in plan, plan
+    assert "Seq Scan on sla_timers" not in plan, plan
     result = await sla.scan(Core(db=core.db, settings=core.settings, clock=_At(now)))
-    assert result.due == 20
+    assert (result.due, len(result.alerts)) == (20, 20)
 
 
 class _At:

@@ -3,9 +3,11 @@ creation rate limit."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from core.context import Core
 from core.db import Database
@@ -17,11 +19,19 @@ from core.errors import (
     RateLimited,
     ValidationFailed,
 )
-from core.models import AuditEntry, Category, OutboxMessage, RateLimitCounter, Ticket
+from core.models import (
+    AuditEntry,
+    Category,
+    OutboxMessage,
+    RateLimitCounter,
+    SlaTimer,
+    Ticket,
+)
 from core.tickets import create_ticket, get_ticket
 from tests.conftest import test_settings as settings_for
 from tests.core.ticket_support import (
     audit_actions,
+    audit_entries,
     count_rows,
     deactivate,
     history_rows,
@@ -263,6 +273,32 @@ async def test_idempotency_key_of_another_actor_does_not_hand_over_their_ticket(
     assert await count_rows(core, Ticket) == 1
 
 
+async def test_concurrent_calls_with_one_key_open_one_ticket(core, database_url):
+    """Two replicas submit the same request at the same moment: whichever loses the race on
+    the key's unique constraint answers with the winner's ticket, and its writes (the rate-limit
+    count included) are rolled back."""
+    cast = await make_cast(core)
+    other_db = Database(database_url, pool_size=2, max_overflow=0)
+    try:
+        replica = Core(db=other_db, settings=core.settings, clock=core.clock)
+        views = await asyncio.gather(
+            *(
+                create_ticket(instance, actor_id=cast.alice.id, title="Once", idempotency_key="v")
+                for instance in (core, replica, core, replica)
+            )
+        )
+    finally:
+        await other_db.dispose()
+    assert len({(v.id, v.number) for v in views}) == 1
+    assert await count_rows(core, Ticket) == 1
+    assert await count_rows(core, AuditEntry) == 1
+    assert await count_rows(core, OutboxMessage) == 2
+    assert await count_rows(core, SlaTimer) == 2
+    async with core.db.transaction() as session:
+        counted = await session.scalar(select(func.sum(RateLimitCounter.count)))
+    assert counted == 1
+
+
 async def test_blank_idempotency_key_means_no_key(core):
     cast = await make_cast(core)
     first = await create_ticket(core, actor_id=cast.alice.id, title="a", idempotency_key="")
@@ -359,6 +395,137 @@ async def test_creation_is_visible_to_the_customer_right_away(core):
     assert detail.ticket == view
     kinds = [m.kind for m in await outbox_rows(core, view.id)]
     assert kinds == ["staff_card_create", "customer_thread_create"]
+
+
+async def test_creation_writes_exactly_these_rows(core, clock):
+    """The rows of a new ticket, field by field, on either database (PostgreSQL writes them in
+    one statement, SQLite one after the other): the view returned is the one read back."""
+    cast = await make_cast(core)
+    category = await make_category(core, "Network")
+    view = await create_ticket(
+        core,
+        actor_id=cast.agent.id,
+        title="VPN drops",
+        description="Every hour",
+        priority="high",
+        category_id=category,
+        customer_id=cast.alice.id,
+        idempotency_key="view:V1",
+    )
+    now = clock.now()
+    warning_at, breach_at = now + timedelta(minutes=90), now + timedelta(hours=2)
+    assert view == (await get_ticket(core, actor_id=cast.agent.id, ticket=view.number)).ticket
+    assert (view.category_name, view.customer.display_name) == ("Network", "Alice")
+    row = await ticket_row(core, view.id)
+    assert (row.number, row.title, row.description, row.status, row.priority) == (
+        view.number,
+        "VPN drops",
+        "Every hour",
+        "open",
+        "high",
+    )
+    assert (row.category_id, row.customer_id, row.company_id, row.created_by_id) == (
+        category,
+        cast.alice.id,
+        cast.company_a,
+        cast.agent.id,
+    )
+    assert row.created_at == row.updated_at == row.sla_started_at == now
+    assert (row.sla_warning_at, row.sla_breach_at) == (warning_at, breach_at)
+    assert (row.idempotency_key, row.version) == ("view:V1", 1)
+    assert row.assignee_id is row.first_response_at is row.deleted_at is row.status_reason is None
+    history = await history_rows(core, view.id)
+    assert [
+        (h.from_status, h.to_status, h.reason, h.changed_by_id, h.changed_at) for h in history
+    ] == [(None, "open", None, cast.agent.id, now)]
+    entries = await audit_entries(core, view.id)
+    assert [(e.actor_id, e.action, e.details, e.created_at) for e in entries] == [
+        (
+            cast.agent.id,
+            "ticket.created",
+            {"number": view.number, "customer_id": cast.alice.id, "priority": "high"},
+            now,
+        )
+    ]
+    messages = [
+        (m.kind, m.thread_key, m.payload, m.created_at, m.next_attempt_at, m.attempts)
+        for m in await outbox_rows(core, view.id)
+    ]
+    assert messages == [
+        ("staff_card_create", f"staff:{view.id}", {}, now, now, 0),
+        ("customer_thread_create", f"customer:{view.id}", {}, now, now, 0),
+    ]
+    async with core.db.transaction() as session:
+        timers = (
+            await session.execute(
+                select(SlaTimer.threshold, SlaTimer.due_at).where(SlaTimer.ticket_id == view.id)
+            )
+        ).all()
+    assert sorted(timers) == [("breach", breach_at), ("warning", warning_at)]
+    async with core.db.transaction() as session:
+        counter = await session.get(RateLimitCounter, (cast.agent.id, "ticket_create", now))
+        assert counter is not None and counter.count == 1
+
+
+async def test_replay_is_answered_before_the_other_checks_and_costs_nothing(
+    core, clock, database_url
+):
+    """A replay of a key is recognised with the actor, before the customer, the category and
+    the rate limit are looked at: it still answers when those changed since the first call."""
+    cast = await make_cast(core)
+    limited = limited_core(core, database_url, limit=1)
+    category = await make_category(core, "Old")
+    first = await create_ticket(
+        limited,
+        actor_id=cast.agent.id,
+        title="x",
+        customer_id=cast.alice.id,
+        category_id=category,
+        idempotency_key="view:R",
+    )
+    async with core.db.transaction() as session:
+        row = await session.get(Category, category)
+        assert row is not None
+        row.is_active = False
+    await deactivate(core, cast.alice.id)
+    again = await create_ticket(
+        limited,
+        actor_id=cast.agent.id,
+        title="x",
+        customer_id=cast.alice.id,
+        category_id=category,
+        idempotency_key="view:R",
+    )
+    assert (again.id, again.number) == (first.id, first.number)
+    assert not again.customer.is_active  # the ticket as it is now
+    async with core.db.transaction() as session:
+        counter = await session.get(RateLimitCounter, (cast.agent.id, "ticket_create", clock.now()))
+        assert counter is not None and counter.count == 1
+    # A new key is a new request: now the checks apply (the customer is gone).
+    with pytest.raises(ValidationFailed) as refused:
+        await create_ticket(
+            limited,
+            actor_id=cast.agent.id,
+            title="x",
+            customer_id=cast.alice.id,
+            idempotency_key="view:S",
+        )
+    assert refused.value.field == "customer"
+
+
+async def test_rate_limit_refusal_with_a_new_key_writes_nothing(core, database_url):
+    cast = await make_cast(core)
+    limited = limited_core(core, database_url, limit=1)
+    await create_ticket(limited, actor_id=cast.alice.id, title="1", idempotency_key="a")
+    with pytest.raises(RateLimited):
+        await create_ticket(limited, actor_id=cast.alice.id, title="2", idempotency_key="b")
+    assert await count_rows(core, Ticket) == 1
+    assert await count_rows(core, SlaTimer) == 2
+    assert await count_rows(core, OutboxMessage) == 2
+    # The refused key was not used up: once allowed, it opens its ticket.
+    roomy = limited_core(core, database_url, limit=2)
+    second = await create_ticket(roomy, actor_id=cast.alice.id, title="2", idempotency_key="b")
+    assert second.title == "2"
 
 
 async def test_sla_deadlines_start_at_creation(core, clock):

@@ -10,7 +10,13 @@ from core.enums import Priority, Status
 from core.errors import Forbidden, NotFound, TicketClosed, ValidationFailed
 from core.replies import add_reply
 from core.tickets import change_priority, change_status, update_ticket
-from tests.core.ticket_support import audit_actions, audit_entries, make_cast, ticket_row
+from tests.core.ticket_support import (
+    audit_actions,
+    audit_entries,
+    make_cast,
+    sla_next_alert,
+    ticket_row,
+)
 from tests.factories import make_category, make_ticket
 
 # --------------------------------------------------------------------------------------------
@@ -159,8 +165,7 @@ async def test_priority_change_recomputes_sla_deadlines_from_the_clock_start(cor
     # Urgent: 30 minutes, warning at 75 %, counted from creation rather than from the change.
     assert view.sla_breach_at == created + timedelta(minutes=30)
     assert view.sla_warning_at == created + timedelta(minutes=22, seconds=30)
-    row = await ticket_row(core, ticket.id)
-    assert row.sla_next_alert_at == view.sla_warning_at
+    assert await sla_next_alert(core, ticket.id) == view.sla_warning_at
     lowered = await change_priority(
         core, actor_id=cast.agent.id, ticket=ticket.number, priority=Priority.LOW
     )
@@ -177,7 +182,7 @@ async def test_priority_change_after_first_response_keeps_deadlines(core, clock)
         ticket.sla_warning_at,
         ticket.sla_breach_at,
     )
-    assert (await ticket_row(core, ticket.id)).sla_next_alert_at is None
+    assert await sla_next_alert(core, ticket.id) is None
 
 
 async def test_priority_change_on_a_resolved_ticket_does_not_rearm_sla_alerts(core):
@@ -188,7 +193,7 @@ async def test_priority_change_on_a_resolved_ticket_does_not_rearm_sla_alerts(co
         core, actor_id=cast.agent.id, ticket=ticket.number, priority="urgent"
     )
     assert view.status is Status.RESOLVED
-    assert (await ticket_row(core, ticket.id)).sla_next_alert_at is None
+    assert await sla_next_alert(core, ticket.id) is None
 
 
 async def test_priority_change_refused_on_closed_ticket_and_for_bad_values(core):

@@ -25,6 +25,7 @@ from tests.core.ticket_support import (
     deactivate,
     error_shape,
     make_cast,
+    sla_next_alert,
     ticket_row,
 )
 from tests.factories import make_ticket
@@ -196,7 +197,7 @@ async def test_deleted_ticket_vanishes_and_refuses_every_change(core, clock):
 
     row = await ticket_row(core, ticket.id)
     assert row.deleted_at == clock.now() and row.deleted_by_id == cast.manager.id
-    assert row.sla_next_alert_at is None
+    assert await sla_next_alert(core, ticket.id) is None
     entries = await audit_entries(core, ticket.id)
     assert entries[-1].action == "ticket.deleted"
     assert entries[-1].actor_id == cast.manager.id

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event, func, select, update
@@ -14,7 +15,7 @@ from sqlalchemy import event, func, select, update
 from core.context import Core
 from core.enums import Role, Status
 from core.errors import DomainError
-from core.models import AuditEntry, OutboxMessage, Reply, StatusChange, Ticket, User
+from core.models import AuditEntry, OutboxMessage, Reply, SlaTimer, StatusChange, Ticket, User
 from core.tickets import change_status
 from core.views import TicketView, UserView
 from tests.factories import make_company, make_user
@@ -67,6 +68,14 @@ async def ticket_row(core: Core, ticket_id: uuid.UUID) -> Ticket:
         row = await session.get(Ticket, ticket_id)
         assert row is not None
         return row
+
+
+async def sla_next_alert(core: Core, ticket_id: uuid.UUID) -> datetime | None:
+    """When the ticket's next SLA alert falls due: its earliest armed timer (None: none)."""
+    async with core.db.transaction() as session:
+        return await session.scalar(
+            select(func.min(SlaTimer.due_at)).where(SlaTimer.ticket_id == ticket_id)
+        )
 
 
 async def count_rows(core: Core, model: type[Any], *where: Any) -> int:

@@ -166,15 +166,16 @@ async def test_customer_cannot_edit_a_staff_note_or_reply_by_its_id(stage):
         internal=False,
     )
     await stage.settle()
+    # The edit button's value naming the note: refused like a missing message, nothing shown.
+    texts = await _click(
+        stage, CUSTOMER, Action.EDIT_REPLY_OPEN, EditReplyPayload(reply_id=note.id).dump()
+    )
+    assert refusal_codes(texts) == ["NOT_FOUND"] and not any(note_text in t for t in texts)
+    assert not [
+        v for v in stage.fake.views_opened(CUSTOMER.user_id) if v.callback_id == "reply_edit"
+    ]
     for reply in (note, answer):
-        # the edit button's value, and the edit modal's private_metadata, naming staff messages
-        texts = await _click(
-            stage, CUSTOMER, Action.EDIT_REPLY_OPEN, EditReplyPayload(reply_id=reply.id).dump()
-        )
-        assert refusal_codes(texts) and not any(note_text in t for t in texts)
-        assert not [
-            v for v in stage.fake.views_opened(CUSTOMER.user_id) if v.callback_id == "reply_edit"
-        ]
+        # the edit modal's private_metadata naming a staff message: the save is refused
         before = await counts(stage)
         forged = modals.edit_reply_modal(reply)
         response, texts = await _submit(stage, CUSTOMER, forged, {"body_block": {"body": "pwned"}})
