@@ -130,19 +130,10 @@ async def _serve(settings: BotSettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    socket_handler = None
-    if settings.socket_mode and server.app is not None:
-        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-        assert settings.slack_app_token is not None
-        socket_handler = AsyncSocketModeHandler(
-            server.app, settings.slack_app_token.get_secret_value()
-        )
-        await socket_handler.connect_async()  # type: ignore[no-untyped-call]
+    if settings.socket_mode:
+        await server.connect_socket_mode()
     print(f"ticketbot is serving on {server.base_url}", file=sys.stderr)
     await stop.wait()
-    if socket_handler is not None:
-        await socket_handler.close_async()  # type: ignore[no-untyped-call]
     await server.stop()
     await server.core.close()
     return 0

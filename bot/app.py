@@ -160,6 +160,7 @@ class BotServer:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._scheduler: Any = None
+        self._socket_handler: Any = None
         self.base_url = ""
         self.team_id: str | None = None
         self.metrics = BotMetrics()
@@ -245,7 +246,21 @@ class BotServer:
         log.info("ticketbot serving", extra={"url": self.base_url})
         return self.base_url
 
+    async def connect_socket_mode(self) -> Any:
+        """Socket Mode (SLACK_APP_TOKEN): receive Slack's payloads over a WebSocket instead of
+        the HTTP endpoint; the same app, listeners and acks serve both."""
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        assert self.app is not None and self.settings.slack_app_token is not None
+        handler = AsyncSocketModeHandler(self.app, self.settings.slack_app_token.get_secret_value())
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        self._socket_handler = handler
+        return handler
+
     async def stop(self) -> None:
+        if self._socket_handler is not None:
+            await self._socket_handler.close_async()
+            self._socket_handler = None
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         if self.worker is not None:

@@ -82,7 +82,7 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     await db.dispose()
 
 
-def test_settings(database_url: str, **overrides: object) -> CoreSettings:
+def settings_for(database_url: str, **overrides: object) -> CoreSettings:
     values: dict[str, object] = {
         "database_url": database_url,
         "ticket_create_limit": 10_000,
@@ -100,7 +100,7 @@ def clock() -> FrozenClock:
 @pytest.fixture
 async def core(database: Database, database_url: str, clock: FrozenClock) -> AsyncIterator[Core]:
     """A Core on the session's database; every table is emptied after the test."""
-    yield Core(db=database, settings=test_settings(database_url), clock=clock)
+    yield Core(db=database, settings=settings_for(database_url), clock=clock)
     await truncate_all(database)
 
 

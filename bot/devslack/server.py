@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import aiohttp
 from aiohttp import web
 
 from bot.devslack.render import raw_text, render_message_as_text, render_view_as_text, visible_text
@@ -671,7 +672,13 @@ class FakeSlack:
             "views.update": self._views_update,
             "views.push": self._views_push,
             "views.publish": self._views_publish,
+            "apps.connections.open": self._apps_connections_open,
         }
+        # Socket Mode: the app-level token, and the envelopes the bot acknowledged.
+        self.app_token = "xapp-1-fake-app-token"
+        self.socket_acks: list[JSONDict] = []
+        self._sockets: list[web.WebSocketResponse] = []
+        self._socket_ready = asyncio.Event()
         self.add_user(bot_user_id, bot_name, is_bot=True, team_id=team_id)
 
     # ----------------------------------------------------------------- lifecycle
@@ -683,6 +690,7 @@ class FakeSlack:
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/hooks/response/{key}", self._handle_response_url)
+        app.router.add_get("/socket", self._handle_socket)
         self._stopping = asyncio.Event()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -699,6 +707,8 @@ class FakeSlack:
         """Stop serving, waking any request parked by an injected timeout."""
         if self._stopping is not None:
             self._stopping.set()
+        for socket in list(self._sockets):
+            await socket.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -1037,7 +1047,8 @@ class FakeSlack:
         if call.method != "api.test":
             if not call.token:
                 return self._finish(call, {"ok": False, "error": "not_authed"}, 200)
-            if call.token != self.bot_token:
+            expected = self.app_token if call.method == "apps.connections.open" else self.bot_token
+            if call.token != expected:
                 return self._finish(call, {"ok": False, "error": "invalid_auth"}, 200)
         try:
             body = await handler(call.params)
@@ -1237,6 +1248,40 @@ class FakeSlack:
     async def _api_test(self, params: JSONDict) -> JSONDict:
         """api.test: echo the args."""
         return {"args": params}
+
+    async def _apps_connections_open(self, params: JSONDict) -> JSONDict:
+        """apps.connections.open: a Socket Mode WebSocket URL (app-level token only)."""
+        return {"url": f"ws://{self.host}:{self.port}/socket"}
+
+    async def _handle_socket(self, request: web.Request) -> web.WebSocketResponse:
+        """A Socket Mode connection: say hello, then record the acks the app sends back."""
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json({"type": "hello", "num_connections": len(self._sockets)})
+        self._socket_ready.set()
+        async for frame in socket:
+            if frame.type == aiohttp.WSMsgType.TEXT:
+                self.socket_acks.append(json.loads(frame.data))
+        self._sockets.remove(socket)
+        return socket
+
+    async def wait_for_socket(self) -> None:
+        """Wait (10 s at most) until an app has connected over Socket Mode."""
+        async with asyncio.timeout(10):
+            await self._socket_ready.wait()
+
+    async def send_over_socket(self, kind: str, payload: JSONDict) -> str:
+        """Deliver an envelope (kind: slash_commands, interactive, events_api); returns its id."""
+        envelope_id = f"env-{next(self._ids)}"
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+        }
+        await self._sockets[-1].send_json(envelope)
+        return envelope_id
 
     async def _auth_test(self, params: JSONDict) -> JSONDict:
         """auth.test: who the bot token belongs to."""

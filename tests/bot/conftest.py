@@ -15,12 +15,12 @@ from bot.devslack.stage import Stage
 from core.clock import FrozenClock
 from core.context import Core
 from core.db import Database
-from tests.conftest import test_settings, truncate_all
+from tests.conftest import settings_for, truncate_all
 
 
 @pytest.fixture
 async def stage(database: Database, database_url: str, clock: FrozenClock) -> AsyncIterator[Stage]:
-    core = Core(db=database, settings=test_settings(database_url), clock=clock)
+    core = Core(db=database, settings=settings_for(database_url), clock=clock)
     try:
         async with Stage(database_url=database_url, clock=clock, core=core) as running:
             yield running

@@ -17,7 +17,7 @@ from bot.identity import LOOKUP_TIMEOUT_SECONDS
 from core.admin import create_company
 from core.context import Core
 from tests.bot.e2e_support import detail, last_ephemeral, open_ticket, staff_cards, user
-from tests.conftest import test_settings as core_settings
+from tests.conftest import settings_for as core_settings
 from tests.conftest import truncate_all
 
 # --------------------------------------------------------------------------- signatures

@@ -19,7 +19,7 @@ from core.context import Core
 from core.db import Database
 from core.enums import Status
 from tests.bot.e2e_support import detail, open_ticket
-from tests.conftest import test_settings as core_settings
+from tests.conftest import settings_for as core_settings
 from tests.conftest import truncate_all
 
 MakeStage = Callable[..., Awaitable[Stage]]

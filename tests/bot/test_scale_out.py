@@ -25,7 +25,7 @@ from core.context import Core
 from core.db import Database
 from core.enums import Audience
 from core.models import OutboxMessage, Reply, Ticket
-from tests.conftest import test_settings as core_settings
+from tests.conftest import settings_for as core_settings
 
 
 @pytest.fixture

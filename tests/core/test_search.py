@@ -10,7 +10,7 @@ from core.errors import RateLimited, ValidationFailed
 from core.replies import add_reply, delete_reply
 from core.search import search_tickets
 from core.tickets import delete_ticket
-from tests.conftest import test_settings as settings_with
+from tests.conftest import settings_for as settings_with
 from tests.factories import make_company, make_ticket, make_user
 
 

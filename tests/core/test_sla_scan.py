@@ -26,7 +26,7 @@ from core.models import OutboxMessage, SlaAlert, SlaTimer
 from core.outbox import OutboxKind
 from core.replies import add_reply
 from core.tickets import assign_ticket, change_priority, change_status, delete_ticket
-from tests.conftest import test_settings as settings_for
+from tests.conftest import settings_for as settings_for
 from tests.factories import make_company, make_ticket, make_user
 
 # Defaults: medium = 8 h target, warning at 75 % = 6 h.

@@ -28,7 +28,7 @@ from core.models import (
     Ticket,
 )
 from core.tickets import create_ticket, get_ticket
-from tests.conftest import test_settings as settings_for
+from tests.conftest import settings_for as settings_for
 from tests.core.ticket_support import (
     audit_actions,
     audit_entries,

@@ -34,7 +34,7 @@ from core.tickets import (
     list_tickets,
     my_tickets,
 )
-from tests.conftest import test_settings as settings_for
+from tests.conftest import settings_for as settings_for
 from tests.conftest import truncate_all
 from tests.core.ticket_support import deactivate
 from tests.factories import make_company, make_user

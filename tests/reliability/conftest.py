@@ -14,7 +14,7 @@ from bot.devslack.stage import Stage
 from core.clock import FrozenClock
 from core.context import Core
 from core.db import Database
-from tests.conftest import test_settings, truncate_all
+from tests.conftest import settings_for, truncate_all
 
 SLACK_API_TIMEOUT = 0.5
 SHORT_LEASE = 0.3
@@ -25,7 +25,7 @@ async def running_stage(
     database: Database, database_url: str, clock: FrozenClock, **overrides: Any
 ) -> AsyncIterator[Stage]:
     """The bot on the session's database, the leak scanner after the scenario, tables emptied."""
-    core = Core(db=database, settings=test_settings(database_url), clock=clock)
+    core = Core(db=database, settings=settings_for(database_url), clock=clock)
     settings = {"slack_api_timeout_seconds": SLACK_API_TIMEOUT, **overrides}
     async with Stage(
         database_url=database_url, clock=clock, core=core, settings_overrides=settings
