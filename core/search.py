@@ -455,35 +455,37 @@ class _Postgres(_Engine):
             return func.ts_headline(_ENGLISH, text, self.any_query, _HEADLINE_OPTIONS, type_=Text)
 
         description_hit = hits(_TICKET_VECTOR, "b")
-        own = await session.execute(
-            select(
-                Ticket,
-                hits(_TICKET_VECTOR, "a").label("title_hit"),
-                case((description_hit, headline(Ticket.description))).label("description"),
-            ).where(Ticket.number.in_(numbers), actor.visible_tickets())
-        )
-        rows = own.all()
-        if not rows:
-            return {}
-        # The page's few public replies are tested one by one (the match is a column, not a
-        # condition), which is cheaper than a GIN scan for every reply holding any of the words.
-        reply_hit = _REPLY_VECTOR.bool_op("@@")(self.any_query)
-        replies = await session.execute(
-            select(Reply.ticket_id, case((reply_hit, headline(Reply.body))).label("body"))
-            .where(Reply.ticket_id.in_([row.Ticket.id for row in rows]), *_public_reply())
+        # The newest public reply that shows a word, if any: each page ticket's few replies are
+        # tested one by one, which is cheaper than a GIN scan of every reply holding a word.
+        reply = (
+            select(headline(Reply.body))
+            .where(
+                Reply.ticket_id == Ticket.id,
+                *_public_reply(),
+                _REPLY_VECTOR.bool_op("@@")(self.any_query),
+            )
             .order_by(Reply.created_at.desc(), Reply.id.desc())
+            .limit(1)
+            .correlate(Ticket)
+            .scalar_subquery()
         )
-        reply_snippets: dict[uuid.UUID, str] = {}
-        for reply in replies:
-            if reply.body is not None:
-                reply_snippets.setdefault(reply.ticket_id, reply.body)
+        rows = (
+            await session.execute(
+                select(
+                    Ticket,
+                    hits(_TICKET_VECTOR, "a").label("title_hit"),
+                    case((description_hit, headline(Ticket.description))).label("description"),
+                    reply.label("reply"),
+                ).where(Ticket.number.in_(numbers), actor.visible_tickets())
+            )
+        ).all()
         return {
             row.Ticket.number: (
                 row.Ticket,
                 _choose_snippet(
                     row.Ticket,
                     description=row.description,
-                    reply=reply_snippets.get(row.Ticket.id),
+                    reply=row.reply,
                     title_hit=bool(row.title_hit),
                 ),
             )

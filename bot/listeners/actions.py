@@ -103,33 +103,20 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             trigger_id=body["trigger_id"], view=modals.status_modal(ticket, allowed=allowed)
         )
 
-    async def _open_reply(
-        body: dict[str, Any], client: AsyncWebClient, actor: UserView, *, internal: bool
-    ) -> None:
-        ticket = await _ticket_for(runtime, actor, body)
-        view = modals.reply_modal(ticket, staff=actor.role.is_staff, internal_default=internal)
-        await client.views_open(trigger_id=body["trigger_id"], view=view)
-
     @app.action(Action.REPLY_OPEN.value)
+    @app.action(Action.NOTE_OPEN.value)
     @runtime.track
     async def open_reply(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
+        """Both card buttons open the same form, with "internal note" preselected: reaching the
+        customer always takes an explicit choice."""
         await ack()
         if not await _first_delivery(runtime, body):
             return
-        # Internal stays preselected even here: reaching the customer takes an explicit choice.
-        await _open_reply(body, client, actor, internal=True)
-
-    @app.action(Action.NOTE_OPEN.value)
-    @runtime.track
-    async def open_note(
-        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
-    ) -> None:
-        await ack()
-        if not await _first_delivery(runtime, body):
-            return
-        await _open_reply(body, client, actor, internal=True)
+        ticket = await _ticket_for(runtime, actor, body)
+        view = modals.reply_modal(ticket, staff=actor.role.is_staff, internal_default=True)
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.action(Action.SHOW_TICKET.value)
     @runtime.track
