@@ -281,6 +281,7 @@ def _listing(
     heading: str,
     query: str,
     empty: str,
+    capped: bool = False,
 ) -> list[Json]:
     blocks = [section(heading)]
     if not rows:
@@ -288,8 +289,10 @@ def _listing(
     for ticket, extra in rows[:LIST_ITEMS]:
         text = _list_line(ticket) + (f"\n{extra}" if extra else "")
         blocks.append(section(text, accessory=_show_button(ticket)))
-    plural = "" if total == 1 else "s"
-    footer = f"Page {number} of {pages} · {total} ticket{plural}"
+    plural = "" if total == 1 and not capped else "s"
+    footer = f"Page {number} of {pages} · {total}{'+' if capped else ''} ticket{plural}"
+    if capped:
+        footer += f" · showing the newest {total}; add a word to narrow the search"
     if len(rows) > LIST_ITEMS:
         footer += f" · {len(rows) - LIST_ITEMS} more on this page not shown"
     blocks.append(context(footer))
@@ -326,6 +329,7 @@ def search_results(page: Page[HitT], *, text: str, query: str) -> list[Json]:
         heading=f"*Search results for* “{searched}”",
         query=query,
         empty="_No ticket matches._",
+        capped=page.capped,
     )
 
 

@@ -172,7 +172,7 @@ async def _search(
     )
     await _say(
         respond,
-        f"{page.total} results",
+        f"{page.total}{'+' if page.capped else ''} results",
         messages.search_results(page, text=cmd.text, query=f"search {cmd.text}"),
     )
 

@@ -24,7 +24,8 @@ transaction as the change that alters it, so that no code path can forget it:
 - SQLite: the FTS5 table ``ticket_search_fts`` (title, description, replies; rowid = ticket
   number) gets the same content, so that all the words of a query may be spread over the
   ticket and its public replies on both databases. ``tickets_fts`` and ``replies_fts`` stay:
-  the snippets are cut from them.
+  the snippets are cut from them. ``replies_fts`` is repaired on the way (see below): editing
+  a public reply corrupted it.
 
 Revision ID: 0004
 Revises: 0003
@@ -267,6 +268,35 @@ _SQLITE_UP = [
     + " END",
 ]
 
+# A repair: an edited public reply used to corrupt replies_fts ("database disk image is
+# malformed" on the next search that showed it). Its two update triggers ran newest first, so
+# the edited text was indexed before the old text was deleted, and the delete then removed the
+# row's entry altogether. One trigger now deletes, then inserts; the index is rebuilt from the
+# public replies (a plain 'rebuild' would index the internal notes too).
+_SQLITE_REPLIES_FTS_REPAIR = [
+    "DROP TRIGGER replies_fts_au_old",
+    "DROP TRIGGER replies_fts_au_new",
+    "CREATE TRIGGER replies_fts_au AFTER UPDATE ON replies BEGIN "
+    "INSERT INTO replies_fts(replies_fts, rowid, body) SELECT 'delete', old.id, old.body "
+    "WHERE NOT old.is_internal AND old.deleted_at IS NULL; "
+    "INSERT INTO replies_fts(rowid, body) SELECT new.id, new.body "
+    "WHERE NOT new.is_internal AND new.deleted_at IS NULL; END",
+    "INSERT INTO replies_fts(replies_fts) VALUES ('delete-all')",
+    "INSERT INTO replies_fts(rowid, body) SELECT id, body FROM replies "
+    "WHERE NOT is_internal AND deleted_at IS NULL",
+]
+
+# As revision 0001 left them.
+_SQLITE_REPLIES_FTS_UNREPAIR = [
+    "DROP TRIGGER replies_fts_au",
+    "CREATE TRIGGER replies_fts_au_old AFTER UPDATE ON replies "
+    "WHEN NOT old.is_internal AND old.deleted_at IS NULL BEGIN "
+    "INSERT INTO replies_fts(replies_fts, rowid, body) VALUES ('delete', old.id, old.body); END",
+    "CREATE TRIGGER replies_fts_au_new AFTER UPDATE ON replies "
+    "WHEN NOT new.is_internal AND new.deleted_at IS NULL BEGIN "
+    "INSERT INTO replies_fts(rowid, body) VALUES (new.id, new.body); END",
+]
+
 _SQLITE_DOWN = [
     "DROP TRIGGER ticket_search_fts_reply_ad",
     "DROP TRIGGER ticket_search_fts_reply_au",
@@ -280,11 +310,11 @@ _SQLITE_DOWN = [
 
 def upgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
-    for statement in _POSTGRES_UP if postgres else _SQLITE_UP:
+    for statement in _POSTGRES_UP if postgres else _SQLITE_UP + _SQLITE_REPLIES_FTS_REPAIR:
         op.execute(statement)
 
 
 def downgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
-    for statement in _POSTGRES_DOWN if postgres else _SQLITE_DOWN:
+    for statement in _POSTGRES_DOWN if postgres else _SQLITE_REPLIES_FTS_UNREPAIR + _SQLITE_DOWN:
         op.execute(statement)

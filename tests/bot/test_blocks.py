@@ -783,6 +783,20 @@ def test_search_results_show_snippets_and_carry_the_query() -> None:
     assert _nav(blocks)["page_next"] == ListPagePayload(page=2, query="search printer")
 
 
+def test_search_results_say_when_more_matched_than_were_counted() -> None:
+    hits = [Hit(ticket(number=i), 1.0, "") for i in range(3)]
+    capped = messages.search_results(
+        Page.of(hits, total=500, page=1, page_size=3, capped=True), text="vpn", query="search vpn"
+    )
+    check_blocks(capped)
+    footer = mrkdwn_texts(capped)[-1]
+    assert "500+ tickets" in footer and "add a word" in footer
+    exact = messages.search_results(
+        Page.of(hits, total=500, page=1, page_size=3), text="vpn", query="search vpn"
+    )
+    assert "500 tickets" in "\n".join(mrkdwn_texts(exact)) and "500+" not in str(exact)
+
+
 def test_manager_alert_breach_and_warning() -> None:
     t = ticket(assignee=AGENT)
     fallback, blocks = messages.manager_alert(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event, literal_column, text
 
+from core import search
 from core.context import Core
 from core.enums import Role
 from core.errors import RateLimited, ValidationFailed
-from core.replies import add_reply, delete_reply
+from core.replies import add_reply, delete_reply, edit_reply
 from core.search import search_tickets
-from core.tickets import delete_ticket
+from core.tickets import delete_ticket, update_ticket
 from tests.conftest import settings_for as settings_with
 from tests.factories import make_company, make_ticket, make_user
 
@@ -310,3 +312,162 @@ async def test_snippet_never_contains_note_text(core):
             page = await search_tickets(core, actor_id=actor.id, query=query)
             for hit in page.items:
                 assert "SECRETNOTE" not in hit.snippet and "fraud" not in hit.snippet
+
+
+# --------------------------------------------------------------------------------------------
+# one document per ticket, kept in step with every change
+
+
+async def test_words_may_be_spread_over_the_ticket_and_its_public_replies(core):
+    customer = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer, title="VPN drops", description="Since Monday.")
+    await make_ticket(core, customer, title="VPN slow", description="Only at home.")
+    await add_reply(
+        core,
+        actor_id=agent.id,
+        ticket=ticket.number,
+        body="Try the backup gateway.",
+        internal=False,
+    )
+    for actor in (customer, agent):
+        assert await numbers(core, actor.id, "vpn gateway") == [ticket.number]
+
+
+async def test_internal_note_words_never_complete_a_match(core):
+    customer = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer, title="VPN drops", description="Since Monday.")
+    await add_reply(
+        core, actor_id=agent.id, ticket=ticket.number, body="Gateway misconfigured.", internal=True
+    )
+    for actor in (customer, agent):
+        assert await numbers(core, actor.id, "vpn gateway") == []
+        assert await numbers(core, actor.id, "vpn") == [ticket.number]
+
+
+async def test_edited_title_and_description_are_searched_as_they_now_read(core):
+    customer = await make_user(core)
+    ticket = await make_ticket(core, customer, title="Scanner jam", description="Tray one.")
+    await update_ticket(
+        core,
+        actor_id=customer.id,
+        ticket=ticket.number,
+        title="Plotter jam",
+        description="Tray two.",
+    )
+    assert await numbers(core, customer.id, "plotter") == [ticket.number]
+    assert await numbers(core, customer.id, "two") == [ticket.number]
+    assert await numbers(core, customer.id, "scanner") == []
+
+
+async def test_edited_reply_is_searched_as_it_now_reads(core):
+    customer = await make_user(core)
+    ticket = await make_ticket(core, customer, title="Slow laptop", description="Very slow.")
+    reply = await add_reply(
+        core, actor_id=customer.id, ticket=ticket.number, body="Model XQ100", internal=False
+    )
+    await add_reply(
+        core, actor_id=customer.id, ticket=ticket.number, body="Bought in May", internal=False
+    )
+    await edit_reply(core, actor_id=customer.id, reply_id=reply.id, body="Model ZR200")
+    assert await numbers(core, customer.id, "zr200") == [ticket.number]
+    assert await numbers(core, customer.id, "xq100") == []
+    assert await numbers(core, customer.id, "bought") == [ticket.number]  # the other reply stays
+
+
+# --------------------------------------------------------------------------------------------
+# only the newest matches are ranked
+
+
+async def test_only_the_newest_matches_are_ranked_and_the_total_says_there_are_more(
+    core, clock, monkeypatch
+):
+    monkeypatch.setattr(search, "RANKED_LIMIT", 3)
+    customer = await make_user(core)
+    created = []
+    for n in range(5):  # the two oldest match in the title: the best matches of all
+        clock.advance(minutes=1)
+        title, description = ("Router fault", "x") if n < 2 else (f"Case {n}", "router fault")
+        created.append(await make_ticket(core, customer, title=title, description=description))
+    page = await search_tickets(core, actor_id=customer.id, query="router")
+    newest = [ticket.number for ticket in reversed(created[2:])]
+    assert [hit.ticket.number for hit in page.items] == newest  # equal ranks: newest first
+    assert page.total == 3 and page.capped and page.pages == 1
+    paged = await search_tickets(core, actor_id=customer.id, query="router", page=2, page_size=2)
+    assert [hit.ticket.number for hit in paged.items] == newest[2:]
+    assert paged.total == 3 and paged.capped and paged.pages == 2
+    assert (await search_tickets(core, actor_id=customer.id, query="router", page=3)).items == ()
+    # A deleted ticket leaves the newest matches: the next older one takes its place.
+    manager = await make_user(core, Role.MANAGER)
+    await delete_ticket(core, actor_id=manager.id, ticket=created[-1].number)
+    page = await search_tickets(core, actor_id=customer.id, query="router")
+    assert page.items[0].ticket.number == created[1].number  # a title match: ranked first
+    assert page.total == 3 and page.capped
+    # Exactly as many matches as are ranked: the total is exact.
+    await delete_ticket(core, actor_id=manager.id, ticket=created[0].number)
+    page = await search_tickets(core, actor_id=customer.id, query="router")
+    assert page.total == 3 and not page.capped
+
+
+async def test_staff_search_over_several_ranges_finds_exactly_the_newest_matches(
+    core, database_url, clock, monkeypatch
+):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL reads the desk in ranges of ticket numbers; SQLite in one query")
+    monkeypatch.setattr(search, "RANKED_LIMIT", 4)
+    monkeypatch.setattr(search, "MIN_SAMPLE", 1)
+    customer = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    matching = []
+    for n in range(80):  # common among the older tickets, rare among the newest
+        clock.advance(minutes=1)
+        toner = n % 2 == 0 if n < 40 else n in (45, 60, 61, 70)
+        ticket = await make_ticket(
+            core, customer, title=f"Ticket {n}", description="toner ok" if toner else "paper ok"
+        )
+        if toner:
+            matching.append(ticket.number)
+    async with core.db.engine.begin() as connection:  # statistics, as autovacuum keeps them
+        await connection.execute(text("ANALYZE ticket_search"))
+    slices: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "ticket_search.document @@" in statement and "ts_rank" in statement:
+            slices.append(statement)
+
+    event.listen(core.db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        # A last word of two letters is no prefix: the planner estimates 'toner & ok' well.
+        page = await search_tickets(core, actor_id=agent.id, query="toner ok")
+    finally:
+        event.remove(core.db.engine.sync_engine, "before_cursor_execute", count)
+    assert [hit.ticket.number for hit in page.items] == sorted(matching, reverse=True)[:4]
+    assert page.total == 4 and page.capped
+    assert len(slices) >= 2  # the estimate's first range held too few: a second one was read
+
+
+async def test_search_still_running_at_the_timeout_is_refused_and_still_counted(
+    core, database_url, clock, monkeypatch
+):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the statement timeout is PostgreSQL's")
+    limited = Core(
+        db=core.db,
+        settings=settings_with(database_url, search_limit=1, search_window_seconds=60),
+        clock=clock,
+    )
+    agent = await make_user(core, Role.AGENT)
+    await make_ticket(core, await make_user(core), title="Toner low")
+    slow = literal_column("(SELECT 1 FROM pg_sleep(0.3)) = 1")
+    original = search._Postgres._slice
+    monkeypatch.setattr(
+        search._Postgres, "_slice", lambda self, *args: [*original(self, *args), slow]
+    )
+    monkeypatch.setattr(search, "SEARCH_TIMEOUT_MS", 50)
+    with pytest.raises(ValidationFailed) as error:
+        await search_tickets(limited, actor_id=agent.id, query="toner")
+    assert error.value.field == "query" and "Add a word" in str(error.value)
+    monkeypatch.undo()
+    with pytest.raises(RateLimited):  # the refused search used the actor's one search
+        await search_tickets(limited, actor_id=agent.id, query="toner")
