@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import AuditEntry
@@ -27,12 +26,3 @@ def record(
     )
     session.add(entry)
     return entry
-
-
-async def entries_for(session: AsyncSession, ticket_id: uuid.UUID) -> list[AuditEntry]:
-    rows = await session.scalars(
-        select(AuditEntry)
-        .where(AuditEntry.ticket_id == ticket_id)
-        .order_by(AuditEntry.created_at, AuditEntry.id)
-    )
-    return list(rows)

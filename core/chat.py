@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Core
 from core.enums import Audience
-from core.models import ChatMessage, ChatThread, InboundEvent, Reply, Ticket
+from core.models import ChatMessage, ChatThread, InboundEvent, Ticket
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,3 @@ async def prune_deliveries(core: Core, *, older_than: timedelta = timedelta(days
             delete(InboundEvent).where(InboundEvent.received_at < cutoff)
         )
         return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def reply_ticket(session: AsyncSession, reply_id: int) -> uuid.UUID | None:
-    return await session.scalar(select(Reply.ticket_id).where(Reply.id == reply_id))

@@ -208,13 +208,3 @@ async def backlog(core: Core) -> int:
             .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None))
         )
         return int(count or 0)
-
-
-async def next_due_at(core: Core) -> datetime | None:
-    """When the earliest pending message becomes due (for the worker's sleep)."""
-    async with core.db.transaction() as session:
-        return await session.scalar(
-            select(func.min(OutboxMessage.next_attempt_at)).where(
-                OutboxMessage.delivered_at.is_(None), OutboxMessage.failed_at.is_(None)
-            )
-        )

@@ -874,11 +874,6 @@ def _label(status: Status) -> str:
     return status.value.replace("_", " ")
 
 
-def status_label(status: Status) -> str:
-    """Human wording of a status, shared by the services' messages and the renderers."""
-    return _label(status)
-
-
 async def ticket_snapshot(core: Core, *, ticket_id: uuid.UUID) -> TicketView | None:
     """System read for delivery: the ticket as staff see it (deleted ones too), None if unknown."""
     async with core.db.transaction() as session:
