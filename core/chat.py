@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.context import Core
 from core.enums import Audience
 from core.models import ChatMessage, ChatThread, InboundEvent, Ticket
+from core.validation import opaque_key
 
 
 @dataclass(frozen=True)
@@ -108,17 +109,21 @@ async def claim_delivery(core: Core, *, key: str) -> bool:
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         result = await session.execute(
             insert(InboundEvent)
-            .values(key=key[:200], received_at=now)
+            .values(key=_claim_key(key), received_at=now)
             .on_conflict_do_nothing(index_elements=["key"])
             .returning(InboundEvent.key)
         )
         return result.first() is not None
 
 
+def _claim_key(key: str) -> str:
+    return opaque_key(key, max_length=200)
+
+
 async def release_delivery(core: Core, *, key: str) -> None:
     """Forget a claim whose handling failed before anything was written, so a retry may run."""
     async with core.db.transaction() as session:
-        await session.execute(delete(InboundEvent).where(InboundEvent.key == key[:200]))
+        await session.execute(delete(InboundEvent).where(InboundEvent.key == _claim_key(key)))
 
 
 async def prune_deliveries(core: Core, *, older_than: timedelta = timedelta(days=2)) -> int:

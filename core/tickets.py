@@ -44,6 +44,7 @@ from core.validation import (
     REASON_MAX,
     TITLE_MAX,
     clean_text,
+    opaque_key,
     optional_text,
     parse_enum,
     positive_int,
@@ -342,7 +343,8 @@ async def _write_step_by_step(
 
 
 def clean_idempotency_key(key: str | None) -> str | None:
-    """An idempotency key as stored: blank means none, and it must fit its column."""
+    """An idempotency key as stored: blank means none, and it must fit its column; one with
+    characters the database cannot store (NUL) is stored as its digest."""
     if key is None or not key.strip():
         return None
     key = key.strip()
@@ -351,7 +353,7 @@ def clean_idempotency_key(key: str | None) -> str | None:
             f"Idempotency key is longer than {IDEMPOTENCY_KEY_MAX} characters.",
             field="idempotency_key",
         )
-    return key
+    return opaque_key(key, max_length=IDEMPOTENCY_KEY_MAX)
 
 
 def _replayed(actor: Actor, ticket: Ticket) -> Ticket:

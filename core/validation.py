@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from enum import StrEnum
@@ -22,6 +23,16 @@ PAGE_SIZE_MAX = 100
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 E = TypeVar("E", bound=StrEnum)
+
+
+def opaque_key(key: str, *, max_length: int) -> str:
+    """A key from outside (a chat platform's event, trigger or view id) as it can be stored and
+    compared: itself when it is printable text that fits, otherwise a digest of it. Distinct
+    keys stay distinct (no truncation), and no byte the database refuses (NUL) reaches it."""
+    if len(key) <= max_length and key.isprintable():
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"sha256:{digest}"
 
 
 def clean_text(value: object, *, field: str, max_length: int, required: bool) -> str:
