@@ -1,8 +1,10 @@
-"""Periodic jobs of the bot process: the SLA scan, on APScheduler's asyncio scheduler.
+"""Periodic jobs of the bot process, on APScheduler's asyncio scheduler: the SLA scan, and
+housekeeping (pruning the tables that only grow, core.housekeeping).
 
 Every replica may run the scheduler: the scan claims each alert in the database (core.sla), so
-replicas racing on the same due tickets still send one alert per ticket and threshold. This
-module only runs core scans; it never talks to Slack (the outbox worker delivers the alerts).
+replicas racing on the same due tickets still send one alert per ticket and threshold, and
+replicas pruning at the same moment share the rows (SKIP LOCKED) instead of colliding. This
+module only runs core services; it never talks to Slack (the outbox worker delivers the alerts).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from core.context import Core
+from core.housekeeping import DEFAULT_LIMIT, PruneResult, prune
 from core.settings import CoreSettings
 from core.sla import ScanResult, scan
 
@@ -27,6 +30,15 @@ SLA_JOB_ID = "sla_scan"
 # One run keeps scanning while batches come back full, up to this many batches (a backlog
 # after downtime drains in one run instead of one batch per interval).
 MAX_BATCHES_PER_RUN = 20
+
+HOUSEKEEPING_JOB_ID = "housekeeping"
+# Likewise, one housekeeping run prunes again while a table still had more, up to this many
+# times (each prune is one short transaction of at most `batch_size` rows per table).
+MAX_PRUNES_PER_RUN = 10
+# The first housekeeping run comes this long after start (or after one interval, if shorter):
+# not at once, so that restarting replicas do not all prune together, yet not a whole interval
+# later either, so that replicas restarted more often than the interval still prune.
+HOUSEKEEPING_FIRST_RUN_DELAY_SECONDS = 300.0
 
 
 async def run_sla_scan(
@@ -51,18 +63,46 @@ async def run_sla_scan(
     return results
 
 
+async def run_housekeeping(
+    core: Core, *, batch_size: int = DEFAULT_LIMIT
+) -> list[PruneResult] | None:
+    """One scheduled housekeeping run: prune, and again while a table had more to prune (up to
+    MAX_PRUNES_PER_RUN times). Errors are logged, never raised, so that the scheduler keeps its
+    job; None means the run failed (what earlier prunes deleted stays deleted) and the next
+    interval will retry."""
+    results: list[PruneResult] = []
+    try:
+        for _ in range(MAX_PRUNES_PER_RUN):
+            result = await prune(core, limit=batch_size)
+            results.append(result)
+            if not result.more:
+                break
+    except Exception:
+        log.exception("housekeeping failed; the next run retries", extra={"prunes": len(results)})
+        return None
+    return results
+
+
 def build_scheduler(
     core: Core,
     *,
     interval_seconds: float,
     batch_size: int = 500,
     on_alerts: Callable[[], object] | None = None,
+    housekeeping_interval_seconds: float | None = None,
 ) -> AsyncIOScheduler:
-    """A scheduler (not started) with the SLA scan every `interval_seconds`, first run at
-    start: never two runs of it at once in this process (max_instances=1), missed runs
-    collapsed into one (coalesce)."""
+    """A scheduler (not started) with two jobs: the SLA scan every `interval_seconds`, first
+    run at start, and housekeeping every `housekeeping_interval_seconds` (by default the
+    setting of that name), first run after HOUSEKEEPING_FIRST_RUN_DELAY_SECONDS or one
+    interval, whichever is shorter. Each job never runs twice at once in this process
+    (max_instances=1), and its missed runs are collapsed into one (coalesce)."""
     if interval_seconds <= 0:
         raise ValueError("the scan interval must be positive")
+    if housekeeping_interval_seconds is None:
+        housekeeping_interval_seconds = core.settings.housekeeping_interval_seconds
+    if housekeeping_interval_seconds <= 0:
+        raise ValueError("the housekeeping interval must be positive")
+    started = datetime.now(UTC)
     scheduler = AsyncIOScheduler(timezone=UTC)
     scheduler.add_job(
         run_sla_scan,
@@ -74,7 +114,20 @@ def build_scheduler(
         max_instances=1,
         coalesce=True,
         misfire_grace_time=max(1, int(interval_seconds)),
-        next_run_time=datetime.now(UTC),
+        next_run_time=started,
+        replace_existing=True,
+    )
+    first_prune = min(housekeeping_interval_seconds, HOUSEKEEPING_FIRST_RUN_DELAY_SECONDS)
+    scheduler.add_job(
+        run_housekeeping,
+        trigger=IntervalTrigger(seconds=housekeeping_interval_seconds, timezone=UTC),
+        args=[core],
+        id=HOUSEKEEPING_JOB_ID,
+        name="Housekeeping",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, int(housekeeping_interval_seconds)),
+        next_run_time=started + timedelta(seconds=first_prune),
         replace_existing=True,
     )
     return scheduler
@@ -83,7 +136,11 @@ def build_scheduler(
 async def run_scheduler_forever(core: Core, settings: CoreSettings) -> None:
     """Run the scheduler alone (`python -m bot scheduler`) until SIGINT/SIGTERM or
     cancellation; the caller owns `core` and closes it afterwards."""
-    scheduler = build_scheduler(core, interval_seconds=settings.sla_scan_interval_seconds)
+    scheduler = build_scheduler(
+        core,
+        interval_seconds=settings.sla_scan_interval_seconds,
+        housekeeping_interval_seconds=settings.housekeeping_interval_seconds,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -92,7 +149,13 @@ async def run_scheduler_forever(core: Core, settings: CoreSettings) -> None:
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
     scheduler.start()
-    log.info("scheduler started", extra={"interval_seconds": settings.sla_scan_interval_seconds})
+    log.info(
+        "scheduler started",
+        extra={
+            "interval_seconds": settings.sla_scan_interval_seconds,
+            "housekeeping_interval_seconds": settings.housekeeping_interval_seconds,
+        },
+    )
     try:
         await stop.wait()
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -14,9 +14,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Core
+from core.db import delete_where
 from core.enums import Audience
 from core.models import ChatMessage, ChatThread, InboundEvent, Ticket
 from core.validation import opaque_key
+
+# Slack retries a delivery for minutes, not days: a claim older than this guards nothing.
+DELIVERY_CLAIM_RETENTION = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -126,11 +130,22 @@ async def release_delivery(core: Core, *, key: str) -> None:
         await session.execute(delete(InboundEvent).where(InboundEvent.key == _claim_key(key)))
 
 
-async def prune_deliveries(core: Core, *, older_than: timedelta = timedelta(days=2)) -> int:
-    """Drop claims older than any Slack retry could be."""
+async def prune_deliveries(core: Core, *, older_than: timedelta = DELIVERY_CLAIM_RETENTION) -> int:
+    """Drop claims older than any Slack retry could be, in a transaction of their own."""
     cutoff = core.clock.now() - older_than
     async with core.db.transaction() as session:
-        result = await session.execute(
-            delete(InboundEvent).where(InboundEvent.received_at < cutoff)
-        )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return await delete_claims(session, received_before=cutoff)
+
+
+async def delete_claims(
+    session: AsyncSession, *, received_before: datetime, limit: int | None = None
+) -> int:
+    """Delete delivery claims received before `received_before` (oldest first, at most `limit`)
+    in the caller's transaction; returns how many were deleted."""
+    return await delete_where(
+        session,
+        InboundEvent,
+        InboundEvent.received_at < received_before,
+        oldest_first=InboundEvent.received_at,
+        limit=limit,
+    )

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, event, exc
+from sqlalchemy import ColumnElement, DateTime, delete, event, exc, inspect, select, tuple_
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.types import TypeDecorator
 
@@ -144,6 +145,34 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def delete_where(
+    session: AsyncSession,
+    model: type[DeclarativeBase],
+    *conditions: ColumnElement[bool],
+    oldest_first: QueryableAttribute[Any],
+    limit: int | None = None,
+) -> int:
+    """Delete the rows of `model` matching `conditions` and return how many went.
+
+    With a `limit`, at most that many rows go (`oldest_first` picks which), so that a large
+    backlog is removed over several short transactions instead of one long one. On PostgreSQL
+    the chosen rows are locked with SKIP LOCKED: two processes pruning at the same moment
+    share the rows instead of waiting on (or deadlocking over) each other's."""
+    if limit is None:
+        statement = delete(model).where(*conditions)
+    else:
+        if limit < 1:
+            raise ValueError("the delete limit must be positive")
+        keys = list(inspect(model).primary_key)
+        chosen = select(*keys).where(*conditions).order_by(oldest_first).limit(limit)
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            chosen = chosen.with_for_update(skip_locked=True)
+        target = keys[0] if len(keys) == 1 else tuple_(*keys)
+        statement = delete(model).where(target.in_(chosen))
+    result = await session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _state(error: exc.DBAPIError) -> str | None:

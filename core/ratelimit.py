@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import delete_where
 from core.errors import RateLimited
 from core.models import RateLimitCounter
 
@@ -64,10 +64,17 @@ def refusal(*, what: str, limit: int, window_seconds: int, retry_after: int) -> 
     )
 
 
-async def prune(session: AsyncSession, *, older_than: datetime) -> None:
-    """Drop counters of windows that ended long ago."""
-    await session.execute(
-        delete(RateLimitCounter).where(RateLimitCounter.window_start < older_than)
+async def prune(session: AsyncSession, *, older_than: datetime, limit: int | None = None) -> int:
+    """Drop counters of windows that started before `older_than` (oldest first, at most
+    `limit`); returns how many were dropped. The caller picks `older_than` at least one whole
+    window back (see CoreSettings.longest_rate_limit_window), so no counter that still counts
+    is lost."""
+    return await delete_where(
+        session,
+        RateLimitCounter,
+        RateLimitCounter.window_start < older_than,
+        oldest_first=RateLimitCounter.window_start,
+        limit=limit,
     )
 
 

@@ -73,6 +73,12 @@ class CoreSettings(BaseSettings):
     )
     sla_warning_ratio: float = Field(0.75, gt=0, lt=1)
     sla_scan_interval_seconds: float = Field(60, gt=0)
+    housekeeping_interval_seconds: float = Field(
+        3600, gt=0, description="how often the scheduler prunes tables that only grow"
+    )
+    outbox_retention_days: float = Field(
+        14, gt=0, description="keep delivered or failed outbox messages this long"
+    )
     business_hours_enabled: bool = False
     business_timezone: str = "UTC"
     business_days: Annotated[list[str], NoDecode, BeforeValidator(_split_csv)] = Field(
@@ -134,3 +140,12 @@ class CoreSettings(BaseSettings):
     @property
     def reply_edit_window(self) -> timedelta:
         return timedelta(hours=self.reply_edit_window_hours)
+
+    @property
+    def outbox_retention(self) -> timedelta:
+        return timedelta(days=self.outbox_retention_days)
+
+    @property
+    def longest_rate_limit_window(self) -> timedelta:
+        """The longest of the rate-limit windows (a counter older than this no longer counts)."""
+        return timedelta(seconds=max(self.ticket_create_window_seconds, self.search_window_seconds))
