@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, DateTime, delete, event, exc, inspect, select, tuple_
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -55,13 +57,48 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_pre_ping=True,
-        pool_recycle=1800,
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+# A pooled connection back in use within this many seconds is not pinged first.
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Ping a pooled connection before use only when it sat idle for PING_AFTER_IDLE_SECONDS.
+
+    SQLAlchemy's pool_pre_ping pings on every checkout: with asyncpg that is three round trips
+    (BEGIN, an empty query, ROLLBACK) in front of every unit of work, about a third of the
+    round trips of creating a ticket. A connection returned moments ago is almost always
+    alive; if the server went away meanwhile, the unit of work fails as Unavailable (nothing
+    written), SQLAlchemy discards every connection of the pool that predates the failure, and
+    the next attempt connects afresh. A connection that has been idle longer (the server may
+    have restarted, or a proxy dropped it) is pinged, and replaced when the ping fails."""
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _connected(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool drops this connection and checks out (or opens) another one.
+            raise exc.DisconnectionError("a pooled connection failed its ping") from error
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -111,37 +148,16 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """Open a session in a transaction: commit on normal exit, roll back on any exception."""
-        try:
-            async with self.sessions() as session, session.begin():
-                yield session
-        except StaleDataError as error:
-            # A versioned row (tickets.version) changed since this transaction read it: the
-            # write would have overwritten a concurrent change. Nothing of this one is saved.
-            log.warning("concurrent change detected", extra={"error": str(error)[:200]})
-            raise Conflict(
-                "Someone else changed this ticket at the same moment; nothing was saved. "
-                "Please try again."
-            ) from error
-        except exc.DBAPIError as error:
-            if _is_conflict(error):
-                log.warning("concurrent transactions collided", extra={"error": _state(error)})
-                raise Conflict(
-                    "Another change got in the way at the same moment; nothing was saved. "
-                    "Please try again."
-                ) from error
-            if _is_unavailable(error):
-                log.warning("database unavailable", extra={"error": type(error).__name__})
-                raise Unavailable(
-                    "The ticket database is unavailable right now; nothing was saved. "
-                    "Please try again in a moment."
-                ) from error
-            raise
-        except (OSError, ConnectionError) as error:
-            log.warning("database unreachable", extra={"error": type(error).__name__})
-            raise Unavailable(
-                "The ticket database is unavailable right now; nothing was saved. "
-                "Please try again in a moment."
-            ) from error
+        async with _errors_mapped(), self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def bulk_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """The unit of work of a service that writes in bulk statements and needs no ORM
+        session (the SLA scan): a connection in a transaction, committed or rolled back like
+        `transaction()`, with the same errors."""
+        async with _errors_mapped(), self.engine.begin() as connection:
+            yield connection
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -173,6 +189,41 @@ async def delete_where(
         statement = delete(model).where(target.in_(chosen))
     result = await session.execute(statement)
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+@asynccontextmanager
+async def _errors_mapped() -> AsyncIterator[None]:
+    """Turn what the database says about a failed unit of work into the core's errors."""
+    try:
+        yield
+    except StaleDataError as error:
+        # A versioned row (tickets.version) changed since this transaction read it: the
+        # write would have overwritten a concurrent change. Nothing of this one is saved.
+        log.warning("concurrent change detected", extra={"error": str(error)[:200]})
+        raise Conflict(
+            "Someone else changed this ticket at the same moment; nothing was saved. "
+            "Please try again."
+        ) from error
+    except exc.DBAPIError as error:
+        if _is_conflict(error):
+            log.warning("concurrent transactions collided", extra={"error": _state(error)})
+            raise Conflict(
+                "Another change got in the way at the same moment; nothing was saved. "
+                "Please try again."
+            ) from error
+        if _is_unavailable(error):
+            log.warning("database unavailable", extra={"error": type(error).__name__})
+            raise Unavailable(
+                "The ticket database is unavailable right now; nothing was saved. "
+                "Please try again in a moment."
+            ) from error
+        raise
+    except (OSError, ConnectionError) as error:
+        log.warning("database unreachable", extra={"error": type(error).__name__})
+        raise Unavailable(
+            "The ticket database is unavailable right now; nothing was saved. "
+            "Please try again in a moment."
+        ) from error
 
 
 def _state(error: exc.DBAPIError) -> str | None:
