@@ -11,9 +11,9 @@ the SLA timers of the tickets still awaiting a first response (what the ticket s
 have armed), vacuums and analyses, then measures, in the same run:
 
 - `scan`: core.sla.scan over the due timers, as the scheduler runs it: one statement that takes
-  the due timers from their index (locking them and their tickets), deletes them, claims each
-  alert in sla_alerts and queues the outbox messages, then the commit. Before each run the
-  claims and outbox rows are removed and the fired timers armed again (then vacuumed, as
+  the due armed timers from their index (locking them), fires them (the claims, marked with
+  the scan's id) and queues one `sla_alerts` outbox message naming the scan, then the commit.
+  Before each run the outbox is emptied and the fired timers armed again (then vacuumed, as
   autovacuum would), so every run does the full work. `--limit` sets the scan's batch size
   (repeat it to measure several; default: all due at once).
 - `scan, seq-scan query`: the same scan with the due condition rewritten so that the index
@@ -22,9 +22,9 @@ have armed), vacuums and analyses, then measures, in the same run:
   that both see the same machine.
 - `scan statement inside PostgreSQL`: the scan's statement under EXPLAIN ANALYZE (rolled
   back): its execution time in the server, free of the client and the round trips.
-- `due query alone`: the due timers with their tickets (FOR UPDATE / FOR KEY SHARE SKIP
-  LOCKED, rolled back) timed from the client, and its execution time inside PostgreSQL
-  (EXPLAIN ANALYZE), both ways.
+- `fan-out`: not part of the scan, printed for scale: the delivery worker's later work on the
+  messages one scan queued (core.sla.fan_out of each, in its own transaction: the tickets
+  checked again, each alert's manager message, DM and card refresh written), in total per scan.
 
 The target: scan p95 <= 10 ms with the index. Each figure is printed with PASS or FAIL, and the
 load average before and after. The database is dropped at the end unless --keep is given.
@@ -39,13 +39,16 @@ import os
 import statistics
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 
 import asyncpg
 
 import core.sla as sla_module
+from core import outbox
 from core.clock import FrozenClock
 from core.context import Core
+from core.outbox import OutboxKind
 from core.settings import CoreSettings
 from migrations import run_migrations
 
@@ -163,22 +166,16 @@ async def seed(url: str, *, tickets: int, due: int, customers: int = 5000) -> No
         await connection.close()
 
 
-async def reset(url: str, *, due_from: int) -> None:
-    """Arm the due tickets' warning timers again and forget their claims and messages."""
+async def reset(url: str) -> None:
+    """Arm the fired timers again and forget the messages."""
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
     connection = await asyncpg.connect(dsn)
     try:
-        await connection.execute("TRUNCATE sla_alerts, outbox")
+        await connection.execute("TRUNCATE outbox")
         await connection.execute(
-            """
-            INSERT INTO sla_timers (ticket_id, threshold, due_at)
-            SELECT id, 'warning', sla_warning_at FROM tickets WHERE number > $1
-            ON CONFLICT (ticket_id, threshold) DO NOTHING
-            """,
-            due_from,
+            "UPDATE sla_timers SET fired_at = NULL, fired_by = NULL WHERE fired_at IS NOT NULL"
         )
-        await connection.execute("VACUUM (ANALYZE) sla_timers, sla_alerts, outbox")
-        await connection.execute("VACUUM tickets")
+        await connection.execute("VACUUM (ANALYZE) sla_timers, outbox")
     finally:
         await connection.close()
 
@@ -213,18 +210,10 @@ def load_avg() -> str:
 
 async def explain(core: Core, sql: str, limit: int) -> str:
     async with core.db.engine.connect() as connection:
-        rows = (await connection.exec_driver_sql(f"EXPLAIN {sql}", (NOW, limit))).scalars().all()
+        result = await connection.exec_driver_sql(f"EXPLAIN {sql}", (NOW, limit, uuid.uuid4()))
+        rows = result.scalars().all()
         await connection.rollback()
     return "\n".join(f"    {line}" for line in rows)
-
-
-async def query_only(core: Core, due: tuple[str, str], limit: int) -> int:
-    """Run the due query as the scan does (rows locked), then roll back; rows returned."""
-    async with core.db.engine.connect() as connection:
-        result = await connection.exec_driver_sql(sla_module.due_sql(*due), (NOW, limit))
-        rows = result.all()
-        await connection.rollback()
-    return len(rows)
 
 
 async def server_time(core: Core, sql: str, limit: int) -> float:
@@ -233,7 +222,7 @@ async def server_time(core: Core, sql: str, limit: int) -> float:
     async with core.db.engine.connect() as connection:
         plan = (
             await connection.exec_driver_sql(
-                f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}", (NOW, limit)
+                f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}", (NOW, limit, uuid.uuid4())
             )
         ).scalar_one()
         await connection.rollback()
@@ -255,6 +244,21 @@ def report(name: str, samples: list[float], target: float | None = None) -> bool
     return ok
 
 
+async def fan_out_all(core: Core) -> tuple[float, int]:
+    """Fan out every queued `sla_alerts` message as the delivery worker does: total ms and the
+    number of alerts written."""
+    worker = "bench"
+    started = time.perf_counter()
+    alerts = 0
+    while claimed := await outbox.claim_batch(
+        core, worker_id=worker, limit=50, kinds=[OutboxKind.SLA_ALERTS]
+    ):
+        for message in claimed:
+            result = await sla_module.fan_out(core, message_id=message.id, worker_id=worker)
+            alerts += len(result.alerts)
+    return (time.perf_counter() - started) * 1000, alerts
+
+
 async def outbox_only(core: Core, *, due_from: int, limit: int) -> float:
     """The reference: `limit` outbox rows for due tickets in one committed transaction, ms."""
     async with core.db.transaction() as session:
@@ -266,17 +270,19 @@ async def outbox_only(core: Core, *, due_from: int, limit: int) -> float:
 
 async def measure_scans(
     core: Core, url: str, *, due_from: int, limit: int, due: int, runs: int
-) -> tuple[list[float], list[float], list[float]]:
-    """Scan timings with the indexed due condition and with the seq-scan version, and the
-    outbox reference, run alternately (each after a reset) so that all see the same machine."""
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Scan timings with the indexed due condition and with the seq-scan version, the outbox
+    reference, and the fan-out of what the indexed scans queued, run alternately (each after a
+    reset) so that all see the same machine."""
     expected = min(limit, due)
     indexed: list[float] = []
     sequential: list[float] = []
     reference: list[float] = []
+    fanned: list[float] = []
     original = sla_module.FIRE_SQL
     for _ in range(runs):
         for samples, version in ((indexed, INDEXED), (sequential, SEQUENTIAL)):
-            await reset(url, due_from=due_from)
+            await reset(url)
             sla_module.FIRE_SQL = sla_module.fire_sql(*version)
             try:
                 started = time.perf_counter()
@@ -284,11 +290,16 @@ async def measure_scans(
                 samples.append((time.perf_counter() - started) * 1000)
             finally:
                 sla_module.FIRE_SQL = original
-            if len(result.alerts) != expected or result.failed:
-                raise SystemExit(f"a scan claimed {len(result.alerts)} of {expected} alerts")
-        await reset(url, due_from=due_from)
+            if result.fired != expected:
+                raise SystemExit(f"a scan claimed {result.fired} of {expected} alerts")
+            if version is INDEXED:
+                elapsed, written = await fan_out_all(core)
+                if written != expected:
+                    raise SystemExit(f"a fan-out wrote {written} of {expected} alerts")
+                fanned.append(elapsed)
+        await reset(url)
         reference.append(await outbox_only(core, due_from=due_from, limit=expected))
-    return indexed, sequential, reference
+    return indexed, sequential, reference, fanned
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -320,18 +331,19 @@ async def main(argv: list[str] | None = None) -> int:
         core = Core.from_settings(settings, clock=FrozenClock(NOW))
         due_from = args.tickets - args.due
 
-        print("plan, due query:")
-        print(await explain(core, sla_module.due_sql(*INDEXED), args.due))
+        print("plan, scan:")
+        print(await explain(core, sla_module.fire_sql(*INDEXED), args.due))
         print("plan, sequential-scan version (no usable index predicate):")
-        print(await explain(core, sla_module.due_sql(*SEQUENTIAL), args.due))
+        print(await explain(core, sla_module.fire_sql(*SEQUENTIAL), args.due))
 
         # Warm up: the pool opens its connection, the statements get prepared.
-        await reset(url, due_from=due_from)
+        await reset(url)
         await sla_module.scan(core, limit=args.due)
+        await fan_out_all(core)
 
         figures: list[tuple[str, list[float], float | None]] = []
         for limit in limits:
-            indexed, sequential, reference = await measure_scans(
+            indexed, sequential, reference, fanned = await measure_scans(
                 core, url, due_from=due_from, limit=limit, due=args.due, runs=args.runs
             )
             count = min(limit, args.due)
@@ -339,33 +351,17 @@ async def main(argv: list[str] | None = None) -> int:
             figures.append((f"scan, {label}", indexed, SCAN_P95_MS))
             figures.append((f"scan, {label}, seq-scan query", sequential, None))
             figures.append((f"reference: {count:,} outbox rows alone", reference, None))
+            figures.append(("fan-out of one scan (not the scan; for scale)", fanned, None))
 
         conditions = (("index", INDEXED), ("seq-scan version", SEQUENTIAL))
         statement: dict[str, list[float]] = {name: [] for name, _ in conditions}
         for _ in range(args.runs):
             for name, version in conditions:
-                await reset(url, due_from=due_from)
+                await reset(url)
                 sql = sla_module.fire_sql(*version)
                 statement[name].append(await server_time(core, sql, args.due))
         for name, _ in conditions:
             figures.append((f"scan statement inside PostgreSQL, {name}", statement[name], None))
-
-        await reset(url, due_from=due_from)
-        client: dict[str, list[float]] = {name: [] for name, _ in conditions}
-        server: dict[str, list[float]] = {name: [] for name, _ in conditions}
-        for _ in range(args.runs):
-            for name, version in conditions:
-                started = time.perf_counter()
-                count = await query_only(core, version, args.due)
-                client[name].append((time.perf_counter() - started) * 1000)
-                if count != args.due:
-                    raise SystemExit(f"the due query returned {count} rows, not {args.due}")
-                sql = sla_module.due_sql(*version)
-                server[name].append(await server_time(core, sql, args.due))
-        for name, _ in conditions:
-            figures.append((f"due query alone, {name}", client[name], None))
-        for name, _ in conditions:
-            figures.append((f"due query inside PostgreSQL, {name}", server[name], None))
 
         print()
         verdicts = [report(name, samples, target) for name, samples, target in figures]

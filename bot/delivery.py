@@ -23,7 +23,7 @@ from slack_sdk.errors import SlackApiError
 from bot.blocks import cards, messages
 from bot.ids import EVENT_METADATA_TYPE
 from bot.runtime import Runtime
-from core import chat, outbox, replies, tickets, users
+from core import chat, outbox, replies, sla, tickets, users
 from core.chat import ChatRef
 from core.enums import Audience, Status
 from core.errors import Unavailable
@@ -70,6 +70,8 @@ class Delivered:
     result: dict[str, Any]
     thread: tuple[Any, Audience, ChatRef] | None = None
     copy: tuple[int, ChatRef] | None = None
+    # The handler recorded the outcome itself, in its own transaction (nothing left to mark).
+    recorded: bool = False
 
 
 class OutboxWorker:
@@ -175,6 +177,11 @@ class OutboxWorker:
             log.exception("outbox delivery crashed", extra={"outbox_id": message.id})
             await self._retry(message, f"bug: {type(error).__name__}: {error}", None)
         else:
+            if outcome.recorded:
+                if not outcome.result.get("lease_lost"):
+                    self.delivered += 1
+                    self._count("delivered", message)
+                return
             await outbox.mark_delivered(
                 self.core,
                 message_id=message.id,
@@ -251,6 +258,7 @@ class OutboxWorker:
             OutboxKind.REPLY_COPIES_DELETE: self._reply_copies,
             OutboxKind.MANAGER_ALERT: self._manager_alert,
             OutboxKind.ASSIGNEE_DM: self._assignee_dm,
+            OutboxKind.SLA_ALERTS: self._sla_alerts,
         }[message.kind]
         return await handler(message)
 
@@ -415,6 +423,15 @@ class OutboxWorker:
                 )
             )
         return Delivered({"updated": len(links)})
+
+    async def _sla_alerts(self, message: ClaimedMessage) -> Delivered:
+        """Claimed SLA alerts: the core writes each alert's messages (delivered next)."""
+        outcome = await sla.fan_out(self.core, message_id=message.id, worker_id=self.worker_id)
+        if not outcome.recorded:  # another worker has it now
+            return Delivered({"lease_lost": True}, recorded=True)
+        if outcome.alerts:
+            self.runtime.wake_outbox()
+        return Delivered({"alerts": len(outcome.alerts), "dropped": outcome.dropped}, recorded=True)
 
     async def _manager_alert(self, message: ClaimedMessage) -> Delivered:
         ticket = await self._ticket(message)

@@ -53,7 +53,7 @@ async def run_sla_scan(
         for _ in range(MAX_BATCHES_PER_RUN):
             result = await scan(core, limit=batch_size)
             results.append(result)
-            if result.alerts and on_alerts is not None:
+            if result.fired and on_alerts is not None:
                 on_alerts()
             if not result.more:
                 break

@@ -246,16 +246,30 @@ class RateLimitCounter(Base):
 
 
 class SlaTimer(Base):
-    """An SLA alert still ahead of a ticket: one row per (ticket, threshold) until it fires.
+    """An SLA alert of a ticket (ticket, threshold): armed until it fires, then its claim.
 
-    The ticket services arm and disarm timers (core.sla.schedule / core.sla.stop); the scan
-    deletes the due ones as it claims their alerts. A narrow table of its own, so that the scan
-    never writes to the wide, heavily indexed tickets table."""
+    The ticket services arm, move and disarm armed timers (core.sla.schedule / core.sla.stop);
+    the scan fires the due ones by setting `fired_at` (and `fired_by`, its id), which is the
+    claim: the primary key makes it one per ticket and threshold, and a fired timer is never
+    armed again, so two schedulers send an alert once. Only armed timers are in the due index.
+    A narrow table of its own, so that the scan never writes to the wide, heavily indexed
+    tickets table."""
 
     __tablename__ = "sla_timers"
     __table_args__ = (
         CheckConstraint("threshold IN ('warning', 'breach')", name="threshold"),
-        Index("ix_sla_timers_due_at", "due_at"),
+        Index(
+            "ix_sla_timers_armed_due",
+            "due_at",
+            postgresql_where=text("fired_at IS NULL"),
+            sqlite_where=text("fired_at IS NULL"),
+        ),
+        Index(
+            "ix_sla_timers_fired_by",
+            "fired_by",
+            postgresql_where=text("fired_by IS NOT NULL"),
+            sqlite_where=text("fired_by IS NOT NULL"),
+        ),
     )
 
     ticket_id: Mapped[uuid.UUID] = mapped_column(
@@ -263,21 +277,9 @@ class SlaTimer(Base):
     )
     threshold: Mapped[str] = mapped_column(String(16), primary_key=True)
     due_at: Mapped[datetime]
-
-
-class SlaAlert(Base):
-    """The claim of one alert (ticket, threshold): unique, so two schedulers send it once."""
-
-    __tablename__ = "sla_alerts"
-    __table_args__ = (
-        UniqueConstraint("ticket_id", "threshold", name="uq_sla_alerts_ticket_threshold"),
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
-    threshold: Mapped[str] = mapped_column(String(16))
-    due_at: Mapped[datetime]
-    created_at: Mapped[datetime]
+    fired_at: Mapped[datetime | None]
+    # The scan that fired it: its `sla_alerts` message fans out the alerts of that scan.
+    fired_by: Mapped[uuid.UUID | None]
 
 
 class OutboxMessage(Base):

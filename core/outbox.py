@@ -4,6 +4,7 @@ delivered later by a worker that claims rows, retries with backoff and never sen
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -32,6 +33,9 @@ class OutboxKind(StrEnum):
     REPLY_COPIES_DELETE = "reply_copies_delete"
     MANAGER_ALERT = "manager_alert"
     ASSIGNEE_DM = "assignee_dm"
+    # Claimed SLA alerts, written by the scan: delivering one writes each alert's own messages
+    # (core.sla.fan_out) and talks to no one.
+    SLA_ALERTS = "sla_alerts"
 
 
 def thread_key(audience: Audience | str, ticket_id: uuid.UUID) -> str:
@@ -73,9 +77,15 @@ class ClaimedMessage:
 
 
 async def claim_batch(
-    core: Core, *, worker_id: str, limit: int = 20, lease: timedelta = timedelta(seconds=60)
+    core: Core,
+    *,
+    worker_id: str,
+    limit: int = 20,
+    lease: timedelta = timedelta(seconds=60),
+    kinds: Collection[OutboxKind] | None = None,
 ) -> list[ClaimedMessage]:
-    """Claim up to `limit` deliverable messages for `worker_id` for the lease time.
+    """Claim up to `limit` deliverable messages (of `kinds`, default all) for `worker_id` for
+    the lease time.
 
     A message is deliverable when it is due, not leased by a live worker, and no older message
     of its thread is still undelivered (per-thread order). On PostgreSQL the candidate rows are
@@ -100,6 +110,7 @@ async def claim_batch(
                 OutboxMessage.next_attempt_at <= now,
                 or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
                 ~blocked,
+                *([OutboxMessage.kind.in_([kind.value for kind in kinds])] if kinds else []),
             )
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(limit)

@@ -2,41 +2,43 @@
 (alerting managers once per ticket and threshold), and the list of tickets at risk or in
 breach for `/ticket sla`.
 
-Timers. Every alert still ahead of a ticket is a row of ``sla_timers``: (ticket, threshold,
-due_at), indexed by ``due_at``. The ticket services keep them in step with the ticket in the
-same transaction as the change (``schedule`` and ``stop`` below): created and reopened tickets
-get a warning and a breach timer, a priority change moves them, and the first public staff
-reply, resolving, closing and deleting remove them. The table holds only tickets still
-awaiting a first response, so the due ones are one short index range away, and the scan never
-writes to the wide, heavily indexed tickets table.
+Timers. Every alert of a ticket is a row of ``sla_timers``: (ticket, threshold, due_at,
+fired_at). The ticket services keep the armed ones (``fired_at`` empty) in step with the
+ticket in the same transaction as the change (``schedule`` and ``stop`` below): created and
+reopened tickets get a warning and a breach timer, a priority change moves them, and the first
+public staff reply, resolving, closing and deleting remove them. Only armed timers are in the
+due index, so the due ones are one short index range away, and the scan never writes to the
+wide, heavily indexed tickets table.
 
 The scan is meant to run in every bot replica at once (core/ has no scheduler of its own; see
-bot/scheduler.py). It is safe to do so:
+bot/scheduler.py). It is safe to do so. On PostgreSQL it is one statement:
 
-- It takes the due timers, soonest first, with their tickets, locking the timers with
-  ``FOR UPDATE SKIP LOCKED`` and the tickets with ``FOR KEY SHARE SKIP LOCKED`` (the lock the
-  foreign keys of the claims and messages take anyway): a concurrent scan skips them instead of
-  waiting, and so does the scan for a ticket that a service is changing right now. A first
-  reply written meanwhile waits for the scan to commit before it removes the timers, so an
-  alert never goes out for a ticket that was answered before the alert was written.
-- It deletes the timers it took, and claims each of their alerts by inserting
-  ``(ticket_id, threshold)`` into ``sla_alerts`` (unique) with ON CONFLICT DO NOTHING ...
-  RETURNING. Only the claims this scan inserted get outbox messages, written in the same
-  transaction, so the claim decides: however many scans race, and whatever timers are armed
-  again later, one alert per (ticket, threshold) ever reaches chat.
-- The ticket is checked again as the timer fires (not deleted, resolved or closed, no first
-  response); a timer left behind on a ticket that no longer qualifies is removed silently.
+- It takes the due armed timers, soonest first, locking them ``FOR UPDATE SKIP LOCKED``: a
+  concurrent scan skips them instead of waiting, and so does the scan for a ticket whose
+  timers a service is changing right now (the services lock them as they move or remove them).
+- It fires them: ``fired_at`` is set, and that row, unique per (ticket, threshold), is the
+  claim. A fired timer is never armed again (``schedule`` leaves it; ``stop`` keeps it), so
+  however many scans race and whatever happens to the ticket later, a (ticket, threshold) is
+  claimed once in the ticket's life.
+- The timers it fires are marked with the scan's id (``fired_by``), and in the same
+  transaction it queues one ``sla_alerts`` outbox message naming that id. Delivering it
+  (``fan_out``, run by the delivery worker) writes each alert's own messages in one
+  transaction that also records the delivery, so it happens once: the manager alert; on
+  breach the assignee's DM and a staff card refresh. That is where the ticket is checked
+  again: an alert of a ticket answered, resolved, closed or deleted since the scan is
+  dropped. So the scan writes one row per alert and one message however many alerts it
+  fires (the per-alert messages cost more than everything else together), and an alert is
+  never written for a ticket that was answered before it was written.
 - A ticket whose warning and breach have both passed (a late scan, or a priority raised after
-  creation) gets both alerts in one scan, the warning first: each threshold is a fact worth
-  recording, and the delivery worker sends the messages of a thread in the order written.
-- On PostgreSQL all of it is one statement (data-modifying CTEs: take the due timers, delete
-  them, claim, queue the messages) in one transaction. When that statement fails, the scan
-  retries in a new transaction ticket by ticket, each in its own savepoint, so a failing
-  ticket is logged and skipped while the others alert; its timers stay due and the next scan
-  retries it. Elsewhere (SQLite) the same steps run as portable statements: the batch in a
-  savepoint first, then ticket by ticket when it fails. A failure of the database itself
-  (connection lost, database unavailable) raises; the scheduler logs it and runs again at the
-  next interval.
+  creation) gets both alerts, the warning first: each threshold is a fact worth recording, and
+  the messages of a thread are delivered in the order written.
+- A failure of the database itself (connection lost, database unavailable) raises; the
+  scheduler logs it and runs again at the next interval. In ``fan_out`` an alert whose
+  messages the database refuses is logged and its timer armed again (the next scan retries
+  it), while the other alerts of the batch go out.
+
+Elsewhere (SQLite) the scan runs the same steps as portable statements; SQLite has one writer
+at a time, so there is nothing to race.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, insert, select, tuple_
+from sqlalchemy import Row, Select, delete, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError
@@ -60,7 +62,7 @@ from core.access import load_actor, require_staff
 from core.context import Core
 from core.enums import Audience, Priority, SlaThreshold, Status
 from core.errors import Unavailable
-from core.models import Base, OutboxMessage, SlaAlert, SlaTimer, Ticket
+from core.models import Base, OutboxMessage, SlaTimer, Ticket
 from core.outbox import OutboxKind, thread_key
 from core.sla_policy import SlaPolicy
 from core.validation import PAGE_SIZE_MAX, positive_int
@@ -72,7 +74,6 @@ _DONE = (Status.RESOLVED.value, Status.CLOSED.value)
 # Core tables: the scan works on rows in bulk, without ORM objects or version bumps.
 _tickets = Base.metadata.tables[Ticket.__tablename__]
 _timers = Base.metadata.tables[SlaTimer.__tablename__]
-_alerts = Base.metadata.tables[SlaAlert.__tablename__]
 _outbox = Base.metadata.tables[OutboxMessage.__tablename__]
 # Thresholds in the order they fall due (and are alerted).
 _THRESHOLDS = (SlaThreshold.WARNING, SlaThreshold.BREACH)
@@ -84,7 +85,7 @@ _THRESHOLDS = (SlaThreshold.WARNING, SlaThreshold.BREACH)
 
 @dataclass(frozen=True)
 class ClaimedAlert:
-    """An alert this scan claimed, and therefore wrote to the outbox."""
+    """An alert a scan claimed (its timer fired) and queued for `fan_out`."""
 
     ticket_id: uuid.UUID
     threshold: SlaThreshold
@@ -93,24 +94,32 @@ class ClaimedAlert:
 
 @dataclass(frozen=True)
 class ScanResult:
-    """What one scan did.
+    """What one scan did: it fired `fired` timers (at most `limit`), marked with `scan_id`
+    (`scan_alerts` lists them)."""
 
-    `due`: timers (ticket, threshold) the scan took, at most `limit`; `alerts`: alerts claimed
-    and queued by this scan; `already_claimed`: due thresholds of qualifying tickets that had
-    been claimed before (by another scan, or before the clock restarted); `failed`: tickets
-    whose processing raised (logged; their timers stay due for the next scan).
-    """
-
-    due: int
-    alerts: tuple[ClaimedAlert, ...]
-    already_claimed: int
-    failed: tuple[uuid.UUID, ...]
+    scan_id: uuid.UUID
+    fired: int
     limit: int
 
     @property
     def more(self) -> bool:
         """The batch was full: more timers may be due right now."""
-        return self.due >= self.limit
+        return self.fired >= self.limit
+
+
+@dataclass(frozen=True)
+class FanOutResult:
+    """What `fan_out` did with one `sla_alerts` message.
+
+    `recorded`: False when the message was not this worker's to deliver any more (its lease
+    lapsed, or another worker delivered it): nothing was written. `alerts`: the alerts whose
+    messages were queued; `dropped`: alerts of tickets no longer awaiting a first response;
+    `failed`: alerts whose messages the database refused (logged; their timers armed again)."""
+
+    recorded: bool
+    alerts: tuple[ClaimedAlert, ...] = ()
+    dropped: int = 0
+    failed: tuple[ClaimedAlert, ...] = ()
 
 
 class SlaState(StrEnum):
@@ -175,12 +184,13 @@ async def restart(
 
 
 async def schedule(session: AsyncSession, ticket: Ticket) -> None:
-    """Arm a warning and a breach timer at the ticket's deadlines, replacing the timers it had;
-    disarm them instead when the ticket does not await a first response (or has no deadline).
+    """Arm a warning and a breach timer at the ticket's deadlines, moving the armed ones it
+    has; disarm them instead when the ticket does not await a first response (or has no
+    deadline).
 
-    The ticket row must exist in the database (flush a new one first). A threshold that was
-    alerted before is armed again all the same: when it fires, its claim already exists and
-    no second alert goes out."""
+    The ticket row must exist in the database (flush a new one first). A threshold that has
+    fired before stays fired: its alert went out once and never goes out again. Waits for a
+    scan holding the timers to commit (then sees them fired)."""
     warning_at, breach_at = ticket.sla_warning_at, ticket.sla_breach_at
     if not awaits_first_response(ticket) or warning_at is None or breach_at is None:
         await stop(session, ticket.id)
@@ -197,47 +207,62 @@ async def schedule(session: AsyncSession, ticket: Ticket) -> None:
         statement.on_conflict_do_update(
             index_elements=["ticket_id", "threshold"],
             set_={"due_at": statement.excluded.due_at},
+            where=_timers.c.fired_at.is_(None),
         )
     )
 
 
 async def stop(session: AsyncSession, ticket_id: uuid.UUID) -> None:
-    """Disarm the ticket's timers: no SLA alert for it from now on (until `schedule` again).
+    """Disarm the ticket's armed timers: no SLA alert for it from now on (until `schedule`
+    again). Fired timers stay: they are the claims of the alerts already sent.
 
-    Waits for a scan that holds them to commit, so an alert is either written before this
+    Waits for a scan that holds them to commit, so an alert is either claimed before this
     transaction or not at all."""
     connection = await session.connection()
-    await connection.execute(delete(_timers).where(_timers.c.ticket_id == ticket_id))
+    await connection.execute(
+        delete(_timers).where(_timers.c.ticket_id == ticket_id, _timers.c.fired_at.is_(None))
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # the scan
 
+_FAN_OUT_KEY = "sla"
+
 
 async def scan(core: Core, *, limit: int = 500) -> ScanResult:
-    """Fire the due SLA timers (at most `limit`, soonest first): claim and queue their alerts."""
+    """Fire the due SLA timers (at most `limit`, soonest first): claim their alerts and queue
+    them for `fan_out`, in one transaction."""
     limit = positive_int(limit, field="limit")
     now = core.clock.now()
+    scan_id = uuid.uuid4()
     if core.db.dialect == "postgresql":
-        try:
-            result = await _scan_in_one_statement(core, now, limit)
-        except Exception as error:
-            if _connection_lost(error):
-                raise
-            log.warning("sla batch failed; retrying ticket by ticket", exc_info=True)
-            result = await _scan_step_by_step(core, now, limit, lock=True, batch=False)
+        fired = await _scan_in_one_statement(core, now, limit, scan_id)
     else:
-        result = await _scan_step_by_step(core, now, limit, lock=False, batch=True)
-    if result.alerts or result.failed:
-        log.info(
-            "sla scan",
-            extra={"due": result.due, "alerts": len(result.alerts), "failed": len(result.failed)},
-        )
+        fired = await _scan_step_by_step(core, now, limit, scan_id)
+    result = ScanResult(scan_id=scan_id, fired=fired, limit=limit)
+    if fired:
+        log.info("sla scan", extra={"scan_id": str(scan_id), "fired": fired, "more": result.more})
     return result
 
 
+async def scan_alerts(core: Core, scan_id: uuid.UUID) -> tuple[ClaimedAlert, ...]:
+    """The alerts the scan `scan_id` claimed, soonest first."""
+    async with core.db.bulk_transaction() as connection:
+        return await _fired_by(connection, scan_id)
+
+
+async def _fired_by(connection: AsyncConnection, scan_id: uuid.UUID) -> tuple[ClaimedAlert, ...]:
+    rows = await connection.execute(
+        select(_timers.c.ticket_id, _timers.c.threshold, _timers.c.due_at)
+        .where(_timers.c.fired_by == scan_id)
+        .order_by(_timers.c.due_at, _timers.c.ticket_id)
+    )
+    return tuple(_claimed(row) for row in rows)
+
+
 def _connection_lost(error: BaseException) -> bool:
-    """Not the item's fault: the database went away, so the whole scan fails (and retries)."""
+    """Not the item's fault: the database went away, so the whole fan-out fails (and retries)."""
     if isinstance(error, Unavailable):
         return True
     if isinstance(error, DBAPIError) and (
@@ -260,114 +285,60 @@ def _iso(column: str) -> str:
     )
 
 
-# $1 is the scan's "now", $2 its limit; `s` the timers.
+# $1 is the scan's "now", $2 its limit, $3 its id; `s` the timers.
 DUE_CONDITION = "s.due_at <= $1::timestamptz"
 DUE_ORDER = "s.due_at, s.ticket_id"
 
 
-def due_sql(condition: str = DUE_CONDITION, order: str = DUE_ORDER) -> str:
-    """The due timers with what their alerts need of the ticket, soonest first, locked: the
-    timers FOR UPDATE and their tickets FOR KEY SHARE, both SKIP LOCKED (see the module doc).
-    The tickets are looked up by primary key, one probe per timer (a join could choose to read
-    the whole tickets table instead). A timer whose ticket is skipped is left for a later scan.
-    `condition` and `order` select the due timers, soonest first (the benchmark swaps in a
-    version the index cannot serve)."""
+def fire_sql(condition: str = DUE_CONDITION, order: str = DUE_ORDER) -> str:
+    """The whole scan as one statement: take the due armed timers, soonest first, locked (FOR
+    UPDATE SKIP LOCKED: see the module doc); fire them, marked with the scan's id; queue one
+    `sla_alerts` message naming the scan (the same row as `_fan_out_message`); return how
+    many fired. `condition` and `order` select the due timers, soonest first (the benchmark
+    swaps in a version the index cannot serve)."""
+    now = "$1::timestamptz"
     return f"""
-    WITH timers AS MATERIALIZED (
-        SELECT s.ticket_id, s.threshold, s.due_at FROM sla_timers AS s
-        WHERE {condition}
+    WITH due AS MATERIALIZED (
+        SELECT s.ctid AS row FROM sla_timers AS s
+        WHERE s.fired_at IS NULL AND {condition}
         ORDER BY {order}
         LIMIT $2
         FOR UPDATE SKIP LOCKED
     ),
-    held AS MATERIALIZED (
-        SELECT t.id, t.assignee_id, t.sla_breach_at,
-            COALESCE(t.sla_started_at, t.created_at) AS started_at,
-            (t.deleted_at IS NULL AND t.first_response_at IS NULL
-                AND t.status NOT IN ('{_DONE[0]}', '{_DONE[1]}')) AS live
-        FROM tickets AS t
-        WHERE t.id = ANY (ARRAY(SELECT ticket_id FROM timers))
-        FOR KEY SHARE SKIP LOCKED
-    )
-    SELECT m.ticket_id, m.threshold, m.due_at, h.assignee_id, h.sla_breach_at, h.started_at,
-        h.live
-    FROM timers AS m JOIN held AS h ON h.id = m.ticket_id
-    ORDER BY m.due_at, m.ticket_id
-    """
-
-
-def fire_sql(condition: str = DUE_CONDITION, order: str = DUE_ORDER) -> str:
-    """The whole scan as one statement: take the due timers (`due_sql`), delete them, claim
-    the alerts of the live tickets, queue the messages of the claims this statement inserted
-    (the same rows as `_alert_messages`), and return the counts with the claimed alerts."""
-    now = "$1::timestamptz"
-    breach = SlaThreshold.BREACH.value
-    return f"""
-    WITH due AS MATERIALIZED ({due_sql(condition, order)}),
+    -- By row address: each row is locked above, so it cannot have moved meanwhile.
     fired AS (
-        DELETE FROM sla_timers AS s USING due AS d
-        WHERE s.ticket_id = d.ticket_id AND s.threshold = d.threshold
+        UPDATE sla_timers AS s SET fired_at = {now}, fired_by = $3::uuid
+        WHERE s.ctid = ANY (ARRAY(SELECT row FROM due)) AND s.fired_at IS NULL
+        RETURNING 1
     ),
-    claimed AS (
-        INSERT INTO sla_alerts (ticket_id, threshold, due_at, created_at)
-        SELECT ticket_id, threshold, due_at, {now} FROM due WHERE live
-        ORDER BY due_at, ticket_id
-        ON CONFLICT (ticket_id, threshold) DO NOTHING
-        RETURNING ticket_id, threshold
-    ),
-    alerts AS MATERIALIZED (
-        SELECT d.ticket_id, d.threshold, d.due_at, d.assignee_id,
-            jsonb_build_object(
-                'threshold', d.threshold,
-                'due_at', {_iso("d.due_at")},
-                'breach_at', {_iso("d.sla_breach_at")},
-                'waited_seconds', trunc(extract(epoch FROM {now} - d.started_at))::bigint
-            ) AS payload
-        FROM due AS d JOIN claimed AS c USING (ticket_id, threshold)
-    ),
+    counted AS MATERIALIZED (SELECT count(*) AS fired FROM fired),
     queued AS (
         INSERT INTO outbox (kind, ticket_id, thread_key, payload, created_at,
             next_attempt_at, attempts)
-        SELECT m.kind, a.ticket_id, m.thread_key, m.payload, {now}, {now}, 0
-        FROM alerts AS a CROSS JOIN LATERAL (VALUES
-            (1, '{OutboxKind.MANAGER_ALERT.value}', 'manager:' || a.ticket_id, a.payload),
-            (2, '{OutboxKind.ASSIGNEE_DM.value}', 'user:' || a.assignee_id,
-                a.payload || jsonb_build_object(
-                    'event', 'sla_breach', 'assignee_id', a.assignee_id)),
-            (3, '{OutboxKind.STAFF_CARD_REFRESH.value}',
-                '{Audience.STAFF.value}:' || a.ticket_id, '{{"event": "sla_breach"}}'::jsonb)
-        ) AS m (rank, kind, thread_key, payload)
-        WHERE m.rank = 1
-            OR (a.threshold = '{breach}' AND (m.rank = 3 OR a.assignee_id IS NOT NULL))
-        ORDER BY a.due_at, a.ticket_id, m.rank
+        SELECT '{OutboxKind.SLA_ALERTS.value}', NULL, '{_FAN_OUT_KEY}:' || $3::text,
+            jsonb_build_object('scan_id', $3::text, 'fired_at', {_iso(now)}, 'alerts', fired),
+            {now}, {now}, 0
+        FROM counted WHERE fired > 0
     )
-    SELECT n.due, n.live, a.ticket_id, a.threshold, a.due_at
-    FROM (SELECT count(*) AS due, count(*) FILTER (WHERE live) AS live FROM due) AS n
-    LEFT JOIN alerts AS a ON true
-    ORDER BY a.due_at, a.ticket_id
+    SELECT fired FROM counted
     """
 
 
 FIRE_SQL = fire_sql()
 
 
-async def _scan_in_one_statement(core: Core, now: datetime, limit: int) -> ScanResult:
-    async with core.db.transaction() as session:
-        connection = await session.connection()
-        result = await connection.exec_driver_sql(FIRE_SQL, (now, limit))
-        rows = result.all()
-    due, live = rows[0].due, rows[0].live
-    alerts = tuple(
-        ClaimedAlert(
-            ticket_id=row.ticket_id,
-            threshold=SlaThreshold(row.threshold),
-            due_at=row.due_at,
-        )
-        for row in rows
-        if row.ticket_id is not None
-    )
-    return ScanResult(
-        due=due, alerts=alerts, already_claimed=live - len(alerts), failed=(), limit=limit
+async def _scan_in_one_statement(core: Core, now: datetime, limit: int, scan_id: uuid.UUID) -> int:
+    async with core.db.bulk_transaction() as connection:
+        result = await connection.exec_driver_sql(FIRE_SQL, (now, limit, scan_id))
+        return int(result.scalar_one())
+
+
+_THRESHOLD = {threshold.value: threshold for threshold in SlaThreshold}
+
+
+def _claimed(row: Any) -> ClaimedAlert:
+    return ClaimedAlert(
+        ticket_id=row.ticket_id, threshold=_THRESHOLD[row.threshold], due_at=row.due_at
     )
 
 
@@ -375,12 +346,107 @@ async def _scan_in_one_statement(core: Core, now: datetime, limit: int) -> ScanR
 
 
 def due_query(now: datetime, limit: int) -> Select[Any]:
-    """`due_sql` for any database, without the locks (added by the caller where it can)."""
+    """The due armed timers, soonest first (`fire_sql`'s selection, without the lock)."""
     return (
+        select(_timers.c.ticket_id, _timers.c.threshold, _timers.c.due_at)
+        .where(_timers.c.fired_at.is_(None), _timers.c.due_at <= now)
+        .order_by(_timers.c.due_at, _timers.c.ticket_id)
+        .limit(limit)
+    )
+
+
+async def _scan_step_by_step(core: Core, now: datetime, limit: int, scan_id: uuid.UUID) -> int:
+    """The scan in portable statements, in one transaction (SQLite: one writer at a time)."""
+    async with core.db.bulk_transaction() as connection:
+        due = [
+            (row.ticket_id, row.threshold)
+            for row in await connection.execute(due_query(now, limit))
+        ]
+        fired = 0
+        for start in range(0, len(due), 500):
+            # Only the timers this update fires are claimed (a concurrent scan may have fired
+            # some since they were read): the claim decides, not the read.
+            result = await connection.execute(
+                update(_timers)
+                .where(
+                    tuple_(_timers.c.ticket_id, _timers.c.threshold).in_(due[start : start + 500]),
+                    _timers.c.fired_at.is_(None),
+                )
+                .values(fired_at=now, fired_by=scan_id)
+            )
+            fired += int(getattr(result, "rowcount", 0) or 0)
+        if fired:
+            await connection.execute(insert(_outbox).values(_fan_out_message(scan_id, fired, now)))
+    return fired
+
+
+def _fan_out_message(scan_id: uuid.UUID, fired: int, now: datetime) -> dict[str, Any]:
+    """The `sla_alerts` outbox row queuing the alerts of a scan (`fire_sql` writes the same)."""
+    return {
+        "kind": OutboxKind.SLA_ALERTS.value,
+        "ticket_id": None,
+        "thread_key": f"{_FAN_OUT_KEY}:{scan_id}",
+        "payload": {"scan_id": str(scan_id), "fired_at": now.isoformat(), "alerts": fired},
+        "created_at": now,
+        "next_attempt_at": now,
+        "attempts": 0,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# fan-out: one `sla_alerts` message becomes each alert's own messages
+
+
+async def fan_out(core: Core, *, message_id: int, worker_id: str) -> FanOutResult:
+    """Deliver the `sla_alerts` outbox message `message_id`, leased by `worker_id`: write the
+    messages of each alert of its scan whose ticket still awaits a first response, and record
+    the message as delivered, in one transaction (so its alerts are written once, whoever
+    retries)."""
+    now = core.clock.now()
+    async with core.db.bulk_transaction() as connection:
+        taken = (
+            await connection.execute(
+                update(_outbox)
+                .where(
+                    _outbox.c.id == message_id,
+                    _outbox.c.kind == OutboxKind.SLA_ALERTS.value,
+                    _outbox.c.locked_by == worker_id,
+                    _outbox.c.delivered_at.is_(None),
+                    _outbox.c.failed_at.is_(None),
+                )
+                .values(delivered_at=now, locked_until=None, last_error=None)
+                .returning(_outbox.c.payload)
+            )
+        ).first()
+        if taken is None:
+            return FanOutResult(recorded=False)
+        payload: dict[str, Any] = taken.payload
+        fired_at = datetime.fromisoformat(str(payload["fired_at"]))
+        alerts = await _fired_by(connection, uuid.UUID(str(payload["scan_id"])))
+        tickets = await _tickets_of(connection, {alert.ticket_id for alert in alerts})
+        live = [
+            alert
+            for alert in alerts
+            if alert.ticket_id in tickets and _live(tickets[alert.ticket_id])
+        ]
+        sent, failed = await _write_alert_messages(connection, live, tickets, fired_at, now)
+        outcome = {"alerts": len(sent), "dropped": len(alerts) - len(live), "failed": len(failed)}
+        await connection.execute(
+            update(_outbox).where(_outbox.c.id == message_id).values(result=outcome)
+        )
+    log.info("sla alerts fanned out", extra={"outbox_id": message_id, **outcome})
+    return FanOutResult(
+        recorded=True, alerts=tuple(sent), dropped=outcome["dropped"], failed=tuple(failed)
+    )
+
+
+async def _tickets_of(connection: AsyncConnection, ids: set[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    """The ticket columns the alerts need, by id (ORM-free rows)."""
+    if not ids:
+        return {}
+    rows = await connection.execute(
         select(
-            _timers.c.ticket_id,
-            _timers.c.threshold,
-            _timers.c.due_at,
+            _tickets.c.id,
             _tickets.c.assignee_id,
             _tickets.c.sla_breach_at,
             _tickets.c.sla_started_at,
@@ -388,153 +454,88 @@ def due_query(now: datetime, limit: int) -> Select[Any]:
             _tickets.c.deleted_at,
             _tickets.c.first_response_at,
             _tickets.c.status,
-        )
-        .join_from(_timers, _tickets, _tickets.c.id == _timers.c.ticket_id)
-        .where(_timers.c.due_at <= now)
-        .order_by(_timers.c.due_at, _timers.c.ticket_id)
-        .limit(limit)
+        ).where(_tickets.c.id.in_(ids))
     )
-
-
-async def _scan_step_by_step(
-    core: Core, now: datetime, limit: int, *, lock: bool, batch: bool
-) -> ScanResult:
-    """The scan in portable statements. With `batch`, all the due timers are fired together in
-    a savepoint first; ticket by ticket (a savepoint each) without it or when that fails."""
-    alerts: list[ClaimedAlert] = []
-    already = 0
-    failed: list[uuid.UUID] = []
-    async with core.db.transaction() as session:
-        query = due_query(now, limit)
-        if lock:
-            # Stronger than the one-statement path (FOR UPDATE of the tickets too): this path
-            # only runs after that one failed.
-            query = query.with_for_update(skip_locked=True, of=[_timers, _tickets])
-        rows = list((await session.execute(query)).all())
-        if not rows:
-            return ScanResult(due=0, alerts=(), already_claimed=0, failed=(), limit=limit)
-        if batch:
-            try:
-                async with session.begin_nested():
-                    alerts, already = await _fire(session, rows, now)
-            except Exception as error:
-                if _connection_lost(error):
-                    raise
-                log.warning(
-                    "sla batch failed; retrying ticket by ticket",
-                    exc_info=True,
-                    extra={"due": len(rows)},
-                )
-            else:
-                return _result(rows, alerts, already, failed, limit)
-        by_ticket: dict[uuid.UUID, list[Row[Any]]] = {}
-        for row in rows:
-            by_ticket.setdefault(row.ticket_id, []).append(row)
-        for ticket_id, ticket_rows in by_ticket.items():
-            try:
-                async with session.begin_nested():
-                    claimed, duplicates = await _fire(session, ticket_rows, now)
-            except Exception as error:
-                if _connection_lost(error):
-                    raise
-                log.exception("sla alert failed", extra={"ticket_id": str(ticket_id)})
-                failed.append(ticket_id)
-                continue
-            alerts.extend(claimed)
-            already += duplicates
-    alerts.sort(key=lambda alert: (alert.due_at, str(alert.ticket_id)))
-    return _result(rows, alerts, already, failed, limit)
-
-
-def _result(
-    rows: Sequence[Row[Any]],
-    alerts: list[ClaimedAlert],
-    already: int,
-    failed: list[uuid.UUID],
-    limit: int,
-) -> ScanResult:
-    return ScanResult(
-        due=len(rows),
-        alerts=tuple(alerts),
-        already_claimed=already,
-        failed=tuple(failed),
-        limit=limit,
-    )
+    return {row.id: row for row in rows}
 
 
 def _live(row: Row[Any]) -> bool:
     return row.deleted_at is None and row.first_response_at is None and row.status not in _DONE
 
 
-async def _fire(
-    session: AsyncSession, rows: Sequence[Row[Any]], now: datetime
-) -> tuple[list[ClaimedAlert], int]:
-    """Delete the timers of `rows`, claim the alerts of the live tickets among them, and queue
-    the claimed alerts' messages. Returns the claimed alerts and the count already claimed."""
-    connection = await session.connection()
-    await connection.execute(
-        delete(_timers).where(
-            tuple_(_timers.c.ticket_id, _timers.c.threshold).in_(
-                [(row.ticket_id, row.threshold) for row in rows]
+async def _write_alert_messages(
+    connection: AsyncConnection,
+    alerts: Sequence[ClaimedAlert],
+    tickets: dict[uuid.UUID, Any],
+    fired_at: datetime,
+    now: datetime,
+) -> tuple[list[ClaimedAlert], list[ClaimedAlert]]:
+    """Insert the messages of `alerts` (all at once; alert by alert, each in a savepoint, when
+    that fails). An alert the database refuses is logged and its timer armed again."""
+    if not alerts:
+        return [], []
+
+    def messages(batch: Sequence[ClaimedAlert]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for alert in batch:
+            rows.extend(_alert_messages(tickets[alert.ticket_id], alert, fired_at, now))
+        return rows
+
+    try:
+        async with connection.begin_nested():
+            # RETURNING makes SQLAlchemy send multi-row INSERTs instead of one per row.
+            await connection.execute(insert(_outbox).returning(_outbox.c.id), messages(alerts))
+    except Exception as error:
+        if _connection_lost(error):
+            raise
+        log.warning("sla alert batch failed; retrying alert by alert", exc_info=True)
+    else:
+        return list(alerts), []
+    sent: list[ClaimedAlert] = []
+    failed: list[ClaimedAlert] = []
+    for alert in alerts:
+        try:
+            async with connection.begin_nested():
+                await connection.execute(insert(_outbox), messages([alert]))
+        except Exception as error:
+            if _connection_lost(error):
+                raise
+            log.exception(
+                "sla alert failed; the next scan retries it",
+                extra={"ticket_id": str(alert.ticket_id), "threshold": alert.threshold.value},
             )
+            failed.append(alert)
+        else:
+            sent.append(alert)
+    for alert in failed:
+        await connection.execute(
+            update(_timers)
+            .where(
+                _timers.c.ticket_id == alert.ticket_id,
+                _timers.c.threshold == alert.threshold.value,
+            )
+            .values(fired_at=None, fired_by=None)
         )
-    )
-    live = [row for row in rows if _live(row)]
-    claimed = await _claim(connection, live, now)
-    alerts: list[ClaimedAlert] = []
-    messages: list[dict[str, Any]] = []
-    for row in live:
-        if (row.ticket_id, row.threshold) not in claimed:
-            continue
-        alert = ClaimedAlert(
-            ticket_id=row.ticket_id, threshold=SlaThreshold(row.threshold), due_at=row.due_at
-        )
-        alerts.append(alert)
-        messages.extend(_alert_messages(row, alert, now))
-    if messages:
-        # RETURNING makes SQLAlchemy send multi-row INSERTs instead of one per row.
-        await connection.execute(insert(_outbox).returning(_outbox.c.id), messages)
-    return alerts, len(live) - len(alerts)
+    return sent, failed
 
 
-async def _claim(
-    connection: AsyncConnection, rows: Sequence[Row[Any]], now: datetime
-) -> set[tuple[uuid.UUID, str]]:
-    """Insert the claims of `rows`; the ones this call inserted (not claimed before)."""
-    if not rows:
-        return set()
-    insert_ = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        insert_(_alerts)
-        .values(created_at=now)
-        .on_conflict_do_nothing(index_elements=["ticket_id", "threshold"])
-        .returning(_alerts.c.ticket_id, _alerts.c.threshold)
-    )
-    result = await connection.execute(
-        statement,
-        [
-            {"ticket_id": row.ticket_id, "threshold": row.threshold, "due_at": row.due_at}
-            for row in rows
-        ],
-    )
-    return {(ticket_id, threshold) for ticket_id, threshold in result.all()}
-
-
-def _alert_messages(row: Row[Any], alert: ClaimedAlert, now: datetime) -> list[dict[str, Any]]:
-    """Outbox rows for one claimed alert: the manager alert; on breach also the assignee's DM
-    and a staff card refresh, so that the card shows the breach. (A card shows "at risk" from
-    the warning time on whenever it is next rendered; the warning alone does not re-render it,
-    which keeps a backlog scan to one message per warning.) `fire_sql` writes the same rows."""
-    payload = _alert_payload(row, alert, now)
+def _alert_messages(
+    row: Row[Any], alert: ClaimedAlert, fired_at: datetime, now: datetime
+) -> list[dict[str, Any]]:
+    """Outbox rows for one alert: the manager alert; on breach also the assignee's DM and a
+    staff card refresh, so that the card shows the breach. (A card shows "at risk" from the
+    warning time on whenever it is next rendered; the warning alone does not re-render it,
+    which keeps a backlog to one message per warning.)"""
+    payload = _alert_payload(row, alert, fired_at)
     messages = [
-        _message(OutboxKind.MANAGER_ALERT, row.ticket_id, f"manager:{row.ticket_id}", now, payload),
+        _message(OutboxKind.MANAGER_ALERT, row.id, f"manager:{row.id}", now, payload),
     ]
     if alert.threshold is SlaThreshold.BREACH:
         if row.assignee_id is not None:
             messages.append(
                 _message(
                     OutboxKind.ASSIGNEE_DM,
-                    row.ticket_id,
+                    row.id,
                     f"user:{row.assignee_id}",
                     now,
                     {**payload, "event": "sla_breach", "assignee_id": row.assignee_id},
@@ -543,8 +544,8 @@ def _alert_messages(row: Row[Any], alert: ClaimedAlert, now: datetime) -> list[d
         messages.append(
             _message(
                 OutboxKind.STAFF_CARD_REFRESH,
-                row.ticket_id,
-                thread_key(Audience.STAFF, row.ticket_id),
+                row.id,
+                thread_key(Audience.STAFF, row.id),
                 now,
                 {"event": "sla_breach"},
             )
@@ -552,14 +553,15 @@ def _alert_messages(row: Row[Any], alert: ClaimedAlert, now: datetime) -> list[d
     return messages
 
 
-def _alert_payload(row: Row[Any], alert: ClaimedAlert, now: datetime) -> dict[str, Any]:
-    """What the alert renderer needs besides the ticket itself (which it loads by id)."""
+def _alert_payload(row: Row[Any], alert: ClaimedAlert, fired_at: datetime) -> dict[str, Any]:
+    """What the alert renderer needs besides the ticket itself (which it loads by id): the
+    wait is measured when the timer fired."""
     started: datetime = row.sla_started_at or row.created_at
     return {
         "threshold": alert.threshold.value,
         "due_at": alert.due_at.isoformat(),
         "breach_at": row.sla_breach_at.isoformat() if row.sla_breach_at else None,
-        "waited_seconds": int((now - started).total_seconds()),
+        "waited_seconds": int((fired_at - started).total_seconds()),
     }
 
 

@@ -8,11 +8,12 @@ Semantics (shared by the ticket services, the scan in core.sla and the staff car
   closed ticket that was never answered restarts it at the moment of reopening.
 - A priority change recomputes both deadlines from the current clock start (not from the
   change), so raising the priority can make a warning or breach due at once.
-- Closed, resolved and deleted tickets never alert: their timers (``sla_timers``, see core.sla)
-  are removed, and the scan checks the ticket again anyway. A priority change on a resolved
-  ticket records the new deadlines without arming timers. Each (ticket, threshold) alerts at
-  most once in the ticket's life (the ``sla_alerts`` claim is unique), so a restarted or
-  recomputed clock does not repeat an alert that was already sent.
+- Closed, resolved and deleted tickets never alert: their armed timers (``sla_timers``, see
+  core.sla) are removed, and the ticket is checked again before its alert is written. A
+  priority change on a resolved ticket records the new deadlines without arming timers. Each
+  (ticket, threshold) alerts at most once in the ticket's life (a fired timer is its unique
+  claim and is never armed again), so a restarted or recomputed clock does not repeat an
+  alert that was already sent.
 - Without business hours the clock runs 24/7. With business hours it runs only inside the
   opening hours of business days in the business timezone, skipping holidays (dates in that
   timezone). Opening and closing times are local wall-clock times, converted to UTC per day

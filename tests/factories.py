@@ -6,9 +6,11 @@ import itertools
 
 from sqlalchemy import select
 
+from core import outbox, sla
 from core.context import Core
 from core.enums import Priority, Role
 from core.models import Category, Company, CompanyDomain, CorporateMembership, User
+from core.outbox import OutboxKind
 from core.repository import user_view
 from core.tickets import create_ticket
 from core.views import TicketView, UserView
@@ -91,3 +93,16 @@ async def user_row(core: Core, user_id: int) -> User:
         user = await session.scalar(select(User).where(User.id == user_id))
         assert user is not None
         return user
+
+
+async def fan_out_sla_alerts(
+    core: Core, *, worker_id: str = "test-worker"
+) -> list[sla.FanOutResult]:
+    """Deliver the queued `sla_alerts` messages the way the delivery worker does."""
+    results: list[sla.FanOutResult] = []
+    while claimed := await outbox.claim_batch(
+        core, worker_id=worker_id, limit=50, kinds=[OutboxKind.SLA_ALERTS]
+    ):
+        for message in claimed:
+            results.append(await sla.fan_out(core, message_id=message.id, worker_id=worker_id))
+    return results

@@ -35,7 +35,7 @@ async def test_upgrade_downgrade_upgrade(database_url, tmp_path):
     try:
         await run_migrations(url)
         first = await _tables(url)
-        assert {"tickets", "replies", "audit_log", "outbox", "sla_alerts"} <= first
+        assert {"tickets", "replies", "audit_log", "outbox", "sla_timers"} <= first
         await run_migrations(url, "downgrade", "base")
         assert await _tables(url) <= {"alembic_version"}
         await run_migrations(url)

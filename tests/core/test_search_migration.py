@@ -4,18 +4,45 @@ the downgrade brings back what searched before."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import Boolean, Integer, String, Uuid, column, insert, table, text, update
 
 from core.clock import FrozenClock
 from core.context import Core
-from core.db import Database
+from core.db import Database, UTCDateTime
 from core.enums import Role
-from core.replies import add_reply, edit_reply
 from core.search import search_tickets
-from core.tickets import delete_ticket
 from migrations import run_migrations
 from tests.conftest import create_pg_database, drop_pg_database, settings_for
-from tests.factories import make_ticket, make_user
+from tests.factories import make_user
+
+NOW = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
+
+# The rows as revision 0003 stores them, written directly: the services follow the head schema.
+tickets_0003 = table(
+    "tickets",
+    column("id", Uuid),
+    column("number", Integer),
+    *(column(name, String) for name in ("title", "description", "status", "priority")),
+    column("customer_id", Integer),
+    column("created_by_id", Integer),
+    column("created_at", UTCDateTime()),
+    column("updated_at", UTCDateTime()),
+    column("deleted_at", UTCDateTime()),
+    column("deleted_by_id", Integer),
+)
+replies_0003 = table(
+    "replies",
+    column("id", Integer),
+    column("ticket_id", Uuid),
+    column("author_id", Integer),
+    column("body", String),
+    column("is_internal", Boolean),
+    column("created_at", UTCDateTime()),
+    column("edited_at", UTCDateTime()),
+)
 
 
 async def numbers(core: Core, actor_id: int, query: str) -> list[int]:
@@ -37,21 +64,49 @@ async def test_tickets_written_before_the_upgrade_are_found_after_it(database_ur
         customer = await make_user(core)
         agent = await make_user(core, Role.AGENT)
         manager = await make_user(core, Role.MANAGER)
-        kept = await make_ticket(core, customer, title="VPN drops", description="Since Monday.")
-        reply = await add_reply(
-            core, actor_id=agent.id, ticket=kept.number, body="Check the gatway.", internal=False
-        )
-        # Edited before the upgrade: on SQLite this used to corrupt replies_fts.
-        await edit_reply(core, actor_id=agent.id, reply_id=reply.id, body="Check the gateway.")
-        await add_reply(
-            core, actor_id=agent.id, ticket=kept.number, body="Known reseller.", internal=True
-        )
-        gone = await make_ticket(core, customer, title="VPN gateway down", description="x")
-        await delete_ticket(core, actor_id=manager.id, ticket=gone.number)
+        kept, gone = uuid.uuid4(), uuid.uuid4()
+        ticket = {
+            "status": "open",
+            "priority": "medium",
+            "customer_id": customer.id,
+            "created_by_id": customer.id,
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+        reply = {"ticket_id": kept, "author_id": agent.id, "created_at": NOW}
+        async with database.engine.begin() as connection:
+            await connection.execute(
+                insert(tickets_0003),
+                [
+                    {**ticket, "id": kept, "number": 1, "title": "VPN drops"}
+                    | {"description": "Since Monday."},
+                    {**ticket, "id": gone, "number": 2, "title": "VPN gateway down"}
+                    | {"description": "x"},
+                ],
+            )
+            await connection.execute(
+                insert(replies_0003).values(
+                    id=1, body="Check the gatway.", is_internal=False, **reply
+                )
+            )
+            # Edited before the upgrade: on SQLite this used to corrupt replies_fts.
+            await connection.execute(
+                update(replies_0003)
+                .where(replies_0003.c.id == 1)
+                .values(body="Check the gateway.", edited_at=NOW)
+            )
+            await connection.execute(
+                insert(replies_0003).values(id=2, body="Known reseller.", is_internal=True, **reply)
+            )
+            await connection.execute(
+                update(tickets_0003)
+                .where(tickets_0003.c.id == gone)
+                .values(deleted_at=NOW, deleted_by_id=manager.id)
+            )
 
         await run_migrations(url)
         for actor in (customer, agent):
-            assert await numbers(core, actor.id, "vpn gateway") == [kept.number]
+            assert await numbers(core, actor.id, "vpn gateway") == [1]
             assert await numbers(core, actor.id, "reseller") == []
         page = await search_tickets(core, actor_id=customer.id, query="gateway")
         assert "gateway" in page.items[0].snippet
@@ -66,7 +121,7 @@ async def test_tickets_written_before_the_upgrade_are_found_after_it(database_ur
                 )
             assert (await connection.execute(text(found))).scalar() is not None
         await run_migrations(url)
-        assert await numbers(core, customer.id, "vpn gateway") == [kept.number]
+        assert await numbers(core, customer.id, "vpn gateway") == [1]
     finally:
         await database.dispose()
         if not sqlite:

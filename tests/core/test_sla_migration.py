@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Integer, String, Uuid, column, insert, select, table
+from sqlalchemy import Integer, String, Uuid, column, insert, inspect, select, table
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.db import UTCDateTime
@@ -111,6 +111,100 @@ async def test_upgrade_turns_pending_alerts_into_timers_and_downgrade_restores_t
             ids["warning_ahead"]: WARNING_AT,
             ids["breach_ahead"]: BREACH_AT,
         }
+    finally:
+        await engine.dispose()
+        if not url.startswith("sqlite"):
+            await drop_pg_database(url)
+
+
+async def test_upgrade_turns_alert_claims_into_fired_timers_and_downgrade_restores_them(
+    database_url, tmp_path
+):
+    """Migration 0005: each claim of sla_alerts becomes its fired timer (replacing an armed
+    timer of the same threshold, which would otherwise alert again); the downgrade gives the
+    claims back and keeps only the armed timers."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite+aiosqlite:///{tmp_path / 'claims.db'}"
+    else:
+        url = await create_pg_database("ticketbot_sla_claims_migration")
+    engine = create_async_engine(url)
+    claimed_at = NOW + timedelta(hours=2)
+    ticket_id = uuid.uuid4()
+    tickets_0004 = table(
+        "tickets",
+        *(column(name, String) for name in ("title", "status", "priority")),
+        column("id", Uuid),
+        column("number", Integer),
+        column("customer_id", Integer),
+        column("created_by_id", Integer),
+        column("created_at", UTCDateTime()),
+        column("updated_at", UTCDateTime()),
+    )
+    timers_0004 = table(
+        "sla_timers",
+        column("ticket_id", Uuid),
+        column("threshold"),
+        column("due_at", UTCDateTime()),
+    )
+    alerts_0004 = table(
+        "sla_alerts",
+        column("ticket_id", Uuid),
+        column("threshold"),
+        column("due_at", UTCDateTime()),
+        column("created_at", UTCDateTime()),
+    )
+    try:
+        await run_migrations(url, "upgrade", "0004")
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(users).values(id=1, slack_user_id="U1", display_name="Ann")
+            )
+            await connection.execute(
+                insert(tickets_0004).values(
+                    id=ticket_id,
+                    number=1,
+                    title="t",
+                    status="open",
+                    priority="medium",
+                    customer_id=1,
+                    created_by_id=1,
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+            )
+            await connection.execute(
+                insert(timers_0004),
+                [  # the warning armed again after it was claimed (a restarted clock)
+                    {"ticket_id": ticket_id, "threshold": "warning", "due_at": WARNING_AT},
+                    {"ticket_id": ticket_id, "threshold": "breach", "due_at": BREACH_AT},
+                ],
+            )
+            await connection.execute(
+                insert(alerts_0004).values(
+                    ticket_id=ticket_id, threshold="warning", due_at=NOW, created_at=claimed_at
+                )
+            )
+
+        await run_migrations(url)
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(SlaTimer.threshold, SlaTimer.due_at, SlaTimer.fired_at).order_by(
+                    SlaTimer.threshold
+                )
+            )
+            assert [tuple(row) for row in rows] == [
+                ("breach", BREACH_AT, None),
+                ("warning", NOW, claimed_at),
+            ]
+            tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert "sla_alerts" not in tables
+
+        await run_migrations(url, "downgrade", "0004")
+        async with engine.connect() as connection:
+            claims = (await connection.execute(select(alerts_0004))).all()
+            armed = (await connection.execute(select(timers_0004))).all()
+        assert [tuple(row) for row in claims] == [(ticket_id, "warning", NOW, claimed_at)]
+        assert [tuple(row) for row in armed] == [(ticket_id, "breach", BREACH_AT)]
     finally:
         await engine.dispose()
         if not url.startswith("sqlite"):

@@ -1,8 +1,10 @@
-"""The SLA scan: alerts once per ticket and threshold, only for tickets still awaiting a first
-response, isolated failures, the scheduler around it, and `/ticket sla`.
+"""The SLA scan and its fan-out: alerts once per ticket and threshold, only for tickets still
+awaiting a first response, isolated failures, the scheduler around it, and `/ticket sla`.
 
-On PostgreSQL `sla.scan` runs as one statement and falls back to the portable steps when that
-fails; on SQLite it always takes the portable steps. Both run in this module."""
+On PostgreSQL `sla.scan` runs as one statement; on SQLite it takes the portable steps (both run
+in this module). The scan queues its alerts as `sla_alerts` outbox messages; `scan` below also
+delivers those the way the delivery worker does (`sla.fan_out`), so that the tests see each
+alert's own messages."""
 
 from __future__ import annotations
 
@@ -11,33 +13,69 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, func, insert, select, text
+from sqlalchemy import event, func, insert, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from bot import scheduler as sched
-from core import sla
+from core import outbox, sla
 from core.context import Core
 from core.enums import Priority, Role, SlaThreshold, Status
 from core.errors import Forbidden, Unavailable
-from core.models import OutboxMessage, SlaAlert, SlaTimer
+from core.models import OutboxMessage, SlaTimer
 from core.outbox import OutboxKind
 from core.replies import add_reply
 from core.tickets import assign_ticket, change_priority, change_status, delete_ticket
 from tests.conftest import settings_for as settings_for
-from tests.factories import make_company, make_ticket, make_user
+from tests.factories import fan_out_sla_alerts, make_company, make_ticket, make_user
 
 # Defaults: medium = 8 h target, warning at 75 % = 6 h.
 WARNING = timedelta(hours=6)
 BREACH = timedelta(hours=8)
 
 
+WORKER = "test-worker"
+
+
+async def fan_out_all(core: Core) -> list[sla.FanOutResult]:
+    return await fan_out_sla_alerts(core, worker_id=WORKER)
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """A scan with the alerts it claimed."""
+
+    alerts: tuple[sla.ClaimedAlert, ...]
+    due: int
+    more: bool
+    scan_id: uuid.UUID
+
+
+async def fire(core: Core, *, limit: int = 500) -> Scanned:
+    """One scan, without the fan-out."""
+    result = await sla.scan(core, limit=limit)
+    alerts = await sla.scan_alerts(core, result.scan_id)
+    assert len(alerts) == result.fired
+    return Scanned(alerts, result.fired, result.more, result.scan_id)
+
+
+async def scan(core: Core, *, limit: int = 500) -> Scanned:
+    """One scan, then the fan-out of what it queued."""
+    result = await fire(core, limit=limit)
+    await fan_out_all(core)
+    return result
+
+
 async def claims(core: Core) -> list[tuple[uuid.UUID, str]]:
+    """The fired timers (the claims), in the order they fired."""
     async with core.db.transaction() as session:
         rows = await session.execute(
-            select(SlaAlert.ticket_id, SlaAlert.threshold).order_by(SlaAlert.id)
+            select(SlaTimer.ticket_id, SlaTimer.threshold)
+            .where(SlaTimer.fired_at.is_not(None))
+            .order_by(SlaTimer.fired_at, SlaTimer.due_at, SlaTimer.ticket_id)
         )
         return [(r.ticket_id, r.threshold) for r in rows]
 
@@ -61,13 +99,21 @@ async def next_alert_at(core: Core, ticket_id: uuid.UUID) -> datetime | None:
     """The ticket's earliest armed timer."""
     async with core.db.transaction() as session:
         return await session.scalar(
-            select(func.min(SlaTimer.due_at)).where(SlaTimer.ticket_id == ticket_id)
+            select(func.min(SlaTimer.due_at)).where(
+                SlaTimer.ticket_id == ticket_id, SlaTimer.fired_at.is_(None)
+            )
         )
 
 
 async def timer_count(core: Core) -> int:
+    """Armed timers."""
     async with core.db.transaction() as session:
-        return await session.scalar(select(func.count()).select_from(SlaTimer)) or 0
+        return (
+            await session.scalar(
+                select(func.count()).select_from(SlaTimer).where(SlaTimer.fired_at.is_(None))
+            )
+            or 0
+        )
 
 
 async def force_due(core: Core, ticket_id: uuid.UUID, moment: datetime) -> None:
@@ -90,23 +136,23 @@ async def test_warning_then_breach_each_alert_exactly_once_over_repeated_scans(c
     start = clock.now()
 
     clock.set(start + WARNING - timedelta(seconds=1))
-    assert (await sla.scan(core)).alerts == ()
+    assert (await scan(core)).alerts == ()
 
     clock.set(start + WARNING)
-    result = await sla.scan(core)
+    result = await scan(core)
     assert [(a.ticket_id, a.threshold) for a in result.alerts] == [
         (ticket.id, SlaThreshold.WARNING)
     ]
     assert await next_alert_at(core, ticket.id) == start + BREACH
     for _ in range(3):
         clock.advance(minutes=30)
-        assert (await sla.scan(core)).alerts == ()
+        assert (await scan(core)).alerts == ()
 
     clock.set(start + BREACH)
-    assert [a.threshold for a in (await sla.scan(core)).alerts] == [SlaThreshold.BREACH]
+    assert [a.threshold for a in (await scan(core)).alerts] == [SlaThreshold.BREACH]
     for _ in range(3):
         clock.advance(hours=5)
-        assert (await sla.scan(core)).due == 0
+        assert (await scan(core)).due == 0
 
     assert await claims(core) == [(ticket.id, "warning"), (ticket.id, "breach")]
     alerts = await messages(core, OutboxKind.MANAGER_ALERT)
@@ -126,7 +172,7 @@ async def test_ticket_past_both_thresholds_alerts_warning_then_breach_in_one_sca
     ticket = await make_ticket(core, customer)
     clock.advance(BREACH + timedelta(hours=1))
 
-    result = await sla.scan(core)
+    result = await scan(core)
 
     assert [a.threshold for a in result.alerts] == [SlaThreshold.WARNING, SlaThreshold.BREACH]
     assert await manager_alerts(core) == [(ticket.id, "warning"), (ticket.id, "breach")]
@@ -139,7 +185,7 @@ async def test_breach_without_assignee_sends_no_dm_but_refreshes_the_card_once(c
     before = len(await messages(core, OutboxKind.STAFF_CARD_REFRESH))
     clock.advance(BREACH)
 
-    await sla.scan(core)
+    await scan(core)
 
     assert await messages(core, OutboxKind.ASSIGNEE_DM) == []
     refreshes = await messages(core, OutboxKind.STAFF_CARD_REFRESH)
@@ -147,25 +193,26 @@ async def test_breach_without_assignee_sends_no_dm_but_refreshes_the_card_once(c
     assert all(m.ticket_id == ticket.id for m in refreshes)
 
 
-async def test_a_threshold_claimed_elsewhere_is_not_alerted_again(core, clock):
+async def test_a_fired_threshold_is_never_armed_or_alerted_again(core, clock):
     customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
     ticket = await make_ticket(core, customer)
     clock.advance(WARNING)
-    async with core.db.transaction() as session:
-        session.add(
-            SlaAlert(
-                ticket_id=ticket.id,
-                threshold="warning",
-                due_at=clock.now(),
-                created_at=clock.now(),
-            )
+    async with core.db.transaction() as session:  # claimed by another scan
+        await session.execute(
+            update(SlaTimer)
+            .where(SlaTimer.ticket_id == ticket.id, SlaTimer.threshold == "warning")
+            .values(fired_at=clock.now())
         )
+    # A priority change moves the armed breach timer, and leaves the fired warning alone.
+    await change_priority(core, actor_id=agent.id, ticket=ticket.number, priority=Priority.LOW)
 
-    result = await sla.scan(core)
+    result = await scan(core)
 
-    assert result.alerts == () and result.already_claimed == 1
+    assert result.alerts == ()
     assert await manager_alerts(core) == []
-    assert await next_alert_at(core, ticket.id) == ticket.created_at + BREACH
+    assert await claims(core) == [(ticket.id, "warning")]
+    assert await next_alert_at(core, ticket.id) == ticket.created_at + timedelta(hours=24)
 
 
 async def test_scan_batches_respect_the_limit_and_report_more(core, clock):
@@ -173,8 +220,8 @@ async def test_scan_batches_respect_the_limit_and_report_more(core, clock):
     tickets = [await make_ticket(core, customer) for _ in range(5)]
     clock.advance(WARNING)
 
-    first = await sla.scan(core, limit=3)
-    second = await sla.scan(core, limit=3)
+    first = await scan(core, limit=3)
+    second = await scan(core, limit=3)
 
     assert (first.due, first.more, second.due, second.more) == (3, True, 2, False)
     assert sorted(t for t, _ in await manager_alerts(core)) == sorted(t.id for t in tickets)
@@ -233,12 +280,12 @@ async def test_no_alert_after_a_first_public_staff_reply(core, clock):
     agent = await make_user(core, Role.AGENT)
     ticket = await make_ticket(core, customer)
     clock.advance(WARNING)
-    await sla.scan(core)  # warning sent
+    await scan(core)  # warning sent
     clock.advance(minutes=10)
     await add_reply(core, actor_id=agent.id, ticket=ticket.number, body="Looking", internal=False)
 
     clock.advance(days=3)
-    result = await sla.scan(core)
+    result = await scan(core)
 
     assert result.due == 0
     assert await manager_alerts(core) == [(ticket.id, "warning")]
@@ -255,7 +302,7 @@ async def test_internal_note_does_not_stop_the_clock(core, clock):
     )
 
     clock.advance(BREACH)
-    await sla.scan(core)
+    await scan(core)
 
     assert await manager_alerts(core) == [(ticket.id, "warning"), (ticket.id, "breach")]
 
@@ -265,14 +312,14 @@ async def test_raising_the_priority_recomputes_the_deadline_from_the_clock_start
     agent = await make_user(core, Role.AGENT)
     ticket = await make_ticket(core, customer, priority=Priority.MEDIUM)
     clock.advance(minutes=25)
-    assert (await sla.scan(core)).due == 0
+    assert (await scan(core)).due == 0
 
     # urgent: 30 min target, warning at 22.5 min, both counted from creation.
     await change_priority(core, actor_id=agent.id, ticket=ticket.number, priority=Priority.URGENT)
-    assert (await sla.scan(core)).alerts[0].threshold is SlaThreshold.WARNING
+    assert (await scan(core)).alerts[0].threshold is SlaThreshold.WARNING
     assert await next_alert_at(core, ticket.id) == ticket.created_at + timedelta(minutes=30)
     clock.advance(minutes=5)
-    assert [a.threshold for a in (await sla.scan(core)).alerts] == [SlaThreshold.BREACH]
+    assert [a.threshold for a in (await scan(core)).alerts] == [SlaThreshold.BREACH]
 
 
 async def test_lowering_the_priority_postpones_the_alerts(core, clock):
@@ -282,9 +329,9 @@ async def test_lowering_the_priority_postpones_the_alerts(core, clock):
     await change_priority(core, actor_id=agent.id, ticket=ticket.number, priority=Priority.LOW)
 
     clock.advance(hours=17)  # past the high warning, before the low one (18 h)
-    assert (await sla.scan(core)).due == 0
+    assert (await scan(core)).due == 0
     clock.advance(hours=1)
-    assert [a.threshold for a in (await sla.scan(core)).alerts] == [SlaThreshold.WARNING]
+    assert [a.threshold for a in (await scan(core)).alerts] == [SlaThreshold.WARNING]
 
 
 async def test_reopening_an_unanswered_ticket_restarts_the_clock(core, clock):
@@ -298,9 +345,9 @@ async def test_reopening_an_unanswered_ticket_restarts_the_clock(core, clock):
     await change_status(core, actor_id=customer.id, ticket=ticket.number, status=Status.OPEN)
 
     clock.set(reopened_at + WARNING - timedelta(seconds=1))
-    assert (await sla.scan(core)).due == 0
+    assert (await scan(core)).due == 0
     clock.set(reopened_at + WARNING)
-    assert [a.threshold for a in (await sla.scan(core)).alerts] == [SlaThreshold.WARNING]
+    assert [a.threshold for a in (await scan(core)).alerts] == [SlaThreshold.WARNING]
 
 
 async def test_a_restarted_clock_does_not_repeat_an_alert_already_sent(core, clock):
@@ -308,16 +355,16 @@ async def test_a_restarted_clock_does_not_repeat_an_alert_already_sent(core, clo
     agent = await make_user(core, Role.AGENT)
     ticket = await make_ticket(core, customer)
     clock.advance(WARNING)
-    await sla.scan(core)  # warning sent
+    await scan(core)  # warning sent
     await change_status(core, actor_id=agent.id, ticket=ticket.number, status=Status.RESOLVED)
     await change_status(core, actor_id=customer.id, ticket=ticket.number, status=Status.OPEN)
 
     clock.advance(BREACH)
-    result = await sla.scan(core)
+    result = await scan(core)
 
     assert [a.threshold for a in result.alerts] == [SlaThreshold.BREACH]
-    assert result.already_claimed == 1
     assert await manager_alerts(core) == [(ticket.id, "warning"), (ticket.id, "breach")]
+    assert await claims(core) == [(ticket.id, "warning"), (ticket.id, "breach")]
 
 
 @pytest.mark.parametrize("status", [Status.RESOLVED, Status.CLOSED])
@@ -329,13 +376,13 @@ async def test_resolved_and_closed_tickets_never_alert(core, clock, status):
     assert await timer_count(core) == 0
 
     clock.advance(days=10)
-    assert (await sla.scan(core)).due == 0
-    # Even a timer left behind does not alert: the scan checks the ticket and drops the timer.
+    assert (await scan(core)).due == 0
+    # Even a timer left behind does not alert: the fan-out checks the ticket and drops it.
     await force_due(core, ticket.id, clock.now() - timedelta(hours=1))
-    result = await sla.scan(core)
-    assert (result.due, result.alerts, result.already_claimed) == (1, (), 0)
+    assert (await sla.scan(core)).fired == 1
+    assert [(r.alerts, r.dropped) for r in await fan_out_all(core)] == [((), 1)]
     assert await timer_count(core) == 0
-    assert await claims(core) == []
+    assert await manager_alerts(core) == []
 
 
 async def test_deleted_tickets_never_alert(core, clock):
@@ -347,11 +394,12 @@ async def test_deleted_tickets_never_alert(core, clock):
     assert await timer_count(core) == 0
 
     clock.advance(days=10)
-    assert (await sla.scan(core)).due == 0
+    assert (await scan(core)).due == 0
     await force_due(core, ticket.id, clock.now() - timedelta(hours=1))
-    assert (await sla.scan(core)).alerts == ()
+    assert (await sla.scan(core)).fired == 1
+    assert [(r.alerts, r.dropped) for r in await fan_out_all(core)] == [((), 1)]
     assert await timer_count(core) == 0
-    assert await claims(core) == []
+    assert await manager_alerts(core) == []
 
 
 async def test_answered_ticket_with_a_stale_timer_is_not_alerted(core, clock):
@@ -363,8 +411,67 @@ async def test_answered_ticket_with_a_stale_timer_is_not_alerted(core, clock):
     await force_due(core, ticket.id, clock.now())
 
     clock.advance(days=1)
-    assert (await sla.scan(core)).alerts == ()
-    assert await claims(core) == [] and await timer_count(core) == 0
+    await scan(core)
+    assert await manager_alerts(core) == [] and await timer_count(core) == 0
+
+
+async def test_an_alert_of_a_ticket_answered_after_the_scan_is_dropped(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    answered, waiting = await make_ticket(core, customer), await make_ticket(core, customer)
+    clock.advance(WARNING)
+    assert (await sla.scan(core)).fired == 2
+    await add_reply(core, actor_id=agent.id, ticket=answered.number, body="On it", internal=False)
+
+    [result] = await fan_out_all(core)
+
+    assert [a.ticket_id for a in result.alerts] == [waiting.id] and result.dropped == 1
+    assert await manager_alerts(core) == [(waiting.id, "warning")]
+    # Both timers fired: the answered ticket's warning is spent, not armed again.
+    assert sorted(await claims(core)) == sorted([(answered.id, "warning"), (waiting.id, "warning")])
+
+
+async def test_a_fan_out_is_written_once_whoever_retries_it(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    ticket = await make_ticket(core, customer)
+    clock.advance(WARNING)
+    await sla.scan(core)
+    [message] = await outbox.claim_batch(
+        core, worker_id="first", kinds=[OutboxKind.SLA_ALERTS], lease=timedelta(seconds=30)
+    )
+    clock.advance(minutes=1)  # the first worker's lease lapses; a second one takes over
+    [again] = await outbox.claim_batch(core, worker_id="second", kinds=[OutboxKind.SLA_ALERTS])
+    assert again.id == message.id
+
+    late = await sla.fan_out(core, message_id=message.id, worker_id="first")
+    done = await sla.fan_out(core, message_id=message.id, worker_id="second")
+    repeat = await sla.fan_out(core, message_id=message.id, worker_id="second")
+
+    assert (late.recorded, done.recorded, repeat.recorded) == (False, True, False)
+    assert [a.ticket_id for a in done.alerts] == [ticket.id]
+    assert await manager_alerts(core) == [(ticket.id, "warning")]
+    assert await outbox.claim_batch(core, worker_id="third", kinds=[OutboxKind.SLA_ALERTS]) == []
+
+
+async def test_a_scan_queues_one_message_naming_it_however_many_alerts_it_claims(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    tickets = [await make_ticket(core, customer) for _ in range(5)]
+    clock.advance(WARNING)
+
+    result = await fire(core)
+
+    [queued] = await messages(core, OutboxKind.SLA_ALERTS)
+    assert queued.payload == {
+        "scan_id": str(result.scan_id),
+        "fired_at": clock.now().isoformat(),
+        "alerts": 5,
+    }
+    assert (queued.ticket_id, queued.thread_key) == (None, f"sla:{result.scan_id}")
+    assert sorted(a.ticket_id for a in result.alerts) == sorted(t.id for t in tickets)
+    await fan_out_all(core)
+    assert [t for t, _ in await manager_alerts(core)] == [a.ticket_id for a in result.alerts]
+    assert (await sla.scan(core)).fired == 0  # nothing due: nothing queued
+    assert len(await messages(core, OutboxKind.SLA_ALERTS)) == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,19 +522,24 @@ async def test_a_failing_ticket_is_logged_and_the_others_still_alert(core, clock
 
     async with outbox_rejects(core, bad.id):
         with caplog.at_level(logging.WARNING, logger="core.sla"):
-            result = await sla.scan(core)
+            assert (await sla.scan(core)).fired == 3
+            [result] = await fan_out_all(core)
 
-    assert result.failed == (bad.id,)
+    assert [a.ticket_id for a in result.failed] == [bad.id]
     assert sorted(a.ticket_id for a in result.alerts) == sorted([good_1.id, good_2.id])
     assert sorted(t for t, _ in await manager_alerts(core)) == sorted([good_1.id, good_2.id])
-    assert (bad.id, "warning") not in await claims(core)  # its claim was rolled back
-    assert await next_alert_at(core, bad.id) == bad.sla_warning_at  # its timer too
+    assert (bad.id, "warning") not in await claims(core)  # its claim was given back
+    assert await next_alert_at(core, bad.id) == bad.sla_warning_at  # its timer armed again
     assert any(
-        r.message == "sla alert failed" and r.ticket_id == str(bad.id) for r in caplog.records
+        r.message.startswith("sla alert failed") and r.ticket_id == str(bad.id)
+        for r in caplog.records
     )
 
-    retry = await sla.scan(core)
+    retry = await scan(core)
     assert [(a.ticket_id, a.threshold) for a in retry.alerts] == [(bad.id, SlaThreshold.WARNING)]
+    assert sorted(t for t, _ in await manager_alerts(core)) == sorted(
+        [good_1.id, good_2.id, bad.id]
+    )
 
 
 def fail_once(core: Core, marker: str, error: Exception):
@@ -459,28 +571,32 @@ async def test_a_scan_hitting_a_database_error_is_logged_and_the_next_run_succee
     assert await claims(core) == []
 
     results = await sched.run_sla_scan(core)
+    await fan_out_all(core)
 
-    assert results is not None and [a.ticket_id for a in results[0].alerts] == [ticket.id]
+    assert results is not None
+    assert [a.ticket_id for a in await sla.scan_alerts(core, results[0].scan_id)] == [ticket.id]
     assert await manager_alerts(core) == [(ticket.id, "warning")]
 
 
-async def test_a_statement_failing_mid_batch_is_retried_ticket_by_ticket_in_the_same_scan(
+async def test_a_fan_out_statement_failing_is_retried_alert_by_alert_in_the_same_transaction(
     core, clock
 ):
     customer = await make_user(core, Role.CUSTOMER)
-    ticket = await make_ticket(core, customer)
+    first, second = await make_ticket(core, customer), await make_ticket(core, customer)
     clock.advance(WARNING)
+    await sla.scan(core)
     restore = fail_once(core, "INSERT INTO OUTBOX", RuntimeError("disk I/O error"))
     try:
-        first = await sla.scan(core)
+        [result] = await fan_out_all(core)
     finally:
         restore()
 
-    # The batch failed as a whole (PostgreSQL: the one statement, rolled back with its
-    # transaction; SQLite: the batch's savepoint); the per-ticket retry in the scan succeeded.
-    assert [a.ticket_id for a in first.alerts] == [ticket.id] and first.failed == ()
-    assert await claims(core) == [(ticket.id, "warning")]
-    assert await manager_alerts(core) == [(ticket.id, "warning")]
+    # The batch's savepoint failed as a whole; the alert-by-alert retry succeeded.
+    assert sorted(a.ticket_id for a in result.alerts) == sorted([first.id, second.id])
+    assert result.failed == ()
+    assert sorted(await manager_alerts(core)) == sorted(
+        [(first.id, "warning"), (second.id, "warning")]
+    )
 
 
 async def test_a_lost_connection_fails_the_whole_scan_instead_of_every_ticket(core, clock):
@@ -490,25 +606,44 @@ async def test_a_lost_connection_fails_the_whole_scan_instead_of_every_ticket(co
     restore = fail_once(core, "INSERT INTO OUTBOX", ConnectionResetError("connection reset"))
     try:
         with pytest.raises((OperationalError, Unavailable)):
-            await sla.scan(core)
+            await scan(core)
     finally:
         restore()
     assert await claims(core) == []  # all rolled back together
     assert await timer_count(core) == 6  # warning and breach of each ticket, still armed
 
-    result = await sla.scan(core)
+    result = await scan(core)
     assert sorted(a.ticket_id for a in result.alerts) == sorted(t.id for t in tickets)
+
+
+async def test_a_lost_connection_during_a_fan_out_leaves_it_to_be_delivered_again(core, clock):
+    customer = await make_user(core, Role.CUSTOMER)
+    ticket = await make_ticket(core, customer)
+    clock.advance(WARNING)
+    await sla.scan(core)
+    [message] = await outbox.claim_batch(core, worker_id=WORKER, kinds=[OutboxKind.SLA_ALERTS])
+    restore = fail_once(core, "INSERT INTO OUTBOX", ConnectionResetError("connection reset"))
+    try:
+        with pytest.raises((OperationalError, Unavailable)):
+            await sla.fan_out(core, message_id=message.id, worker_id=WORKER)
+    finally:
+        restore()
+    assert await manager_alerts(core) == []  # nothing of it was kept
+
+    result = await sla.fan_out(core, message_id=message.id, worker_id=WORKER)
+    assert result.recorded and [a.ticket_id for a in result.alerts] == [ticket.id]
+    assert await manager_alerts(core) == [(ticket.id, "warning")]
 
 
 # --------------------------------------------------------------------------------------------
 # scheduler
 
 
-async def test_scheduler_has_one_scan_job_that_never_overlaps(core):
+async def test_scheduler_runs_the_scan_in_one_job_that_never_overlaps(core):
     scheduler = sched.build_scheduler(core, interval_seconds=30)
-    jobs = scheduler.get_jobs()
-    assert [j.id for j in jobs] == [sched.SLA_JOB_ID]
-    job = jobs[0]
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    assert sorted(jobs) == sorted([sched.SLA_JOB_ID, sched.HOUSEKEEPING_JOB_ID])
+    job = jobs[sched.SLA_JOB_ID]
     assert job.max_instances == 1 and job.coalesce is True
     assert job.trigger.interval == timedelta(seconds=30)
     assert job.func is sched.run_sla_scan and job.args == (core,)
@@ -524,7 +659,7 @@ async def test_scheduler_keeps_running_after_a_run_that_raises(core, monkeypatch
         if len(calls) == 1:
             raise RuntimeError("boom")
         second_run.set()
-        return sla.ScanResult(due=0, alerts=(), already_claimed=0, failed=(), limit=limit)
+        return sla.ScanResult(alerts=(), limit=limit)
 
     monkeypatch.setattr(sched, "scan", fake_scan)
     scheduler = sched.build_scheduler(core, interval_seconds=0.01)
@@ -547,7 +682,8 @@ async def test_a_full_batch_makes_the_run_scan_again_and_wakes_delivery(core, cl
 
     results = await sched.run_sla_scan(core, batch_size=2, on_alerts=lambda: wakes.append(True))
 
-    assert results is not None and [r.due for r in results] == [2, 2, 1]
+    assert results is not None and [r.fired for r in results] == [2, 2, 1]
+    await fan_out_all(core)
     assert len(await manager_alerts(core)) == 5
     assert len(wakes) == 3
     assert await sched.run_sla_scan(core, on_alerts=lambda: wakes.append(True)) is not None
@@ -582,33 +718,29 @@ async def test_one_statement_scan_writes_what_the_portable_steps_write(core, clo
     warned_only = await make_ticket(core, customer, priority=Priority.LOW)
     clock.advance(hours=19)  # both thresholds of the medium tickets, the low one's warning
     async with core.db.transaction() as session:  # one threshold claimed already
-        session.add(
-            SlaAlert(
-                ticket_id=unassigned.id,
-                threshold="warning",
-                due_at=clock.now(),
-                created_at=clock.now(),
-            )
+        await session.execute(
+            update(SlaTimer)
+            .where(SlaTimer.ticket_id == unassigned.id, SlaTimer.threshold == "warning")
+            .values(fired_at=clock.now() - timedelta(hours=1))
         )
     armed = await timers(core)
+    claimed_before = await claims(core)
     before = len(await outbox_rows(core))
 
-    fast = await sla.scan(core)
+    fast = await fire(core)
     fast_rows, fast_claims = (await outbox_rows(core))[before:], await claims(core)
 
     async with core.db.transaction() as session:  # back to the state before the scan
         await session.execute(text("DELETE FROM outbox WHERE kind <> 'staff_card_create'"))
-        await session.execute(text("DELETE FROM sla_alerts WHERE threshold <> 'warning'"))
         await session.execute(
-            text("DELETE FROM sla_alerts WHERE ticket_id <> :id"), {"id": unassigned.id}
+            update(SlaTimer)
+            .where(SlaTimer.fired_by == fast.scan_id)
+            .values(fired_at=None, fired_by=None)
         )
-        await session.execute(text("DELETE FROM sla_timers"))
-        await session.execute(
-            insert(SlaTimer),
-            [{"ticket_id": t, "threshold": k, "due_at": d} for t, k, d in armed],
-        )
+    assert await timers(core) == armed and await claims(core) == claimed_before
     before = len(await outbox_rows(core))
-    portable = await sla._scan_step_by_step(core, clock.now(), 500, lock=True, batch=True)
+    portable_id = uuid.uuid4()
+    portable = await sla._scan_step_by_step(core, clock.now(), 500, portable_id)
     portable_rows = (await outbox_rows(core))[before:]
 
     assert [(a.ticket_id, a.threshold) for a in fast.alerts] == [
@@ -617,11 +749,27 @@ async def test_one_statement_scan_writes_what_the_portable_steps_write(core, clo
         (unassigned.id, SlaThreshold.BREACH),
         (warned_only.id, SlaThreshold.WARNING),
     ]
-    assert (fast.due, fast.already_claimed) == (5, 1)
-    assert (portable.due, portable.alerts, portable.already_claimed) == (5, fast.alerts, 1)
-    assert fast_rows == portable_rows
-    assert sorted(await claims(core)) == sorted(fast_claims)
-    assert [kind for kind, _, _, _ in fast_rows] == [
+    assert portable == fast.due == 4
+    assert await sla.scan_alerts(core, portable_id) == fast.alerts
+    assert await claims(core) == fast_claims
+    [(kind, ticket_id, key, payload)] = fast_rows
+    assert (kind, ticket_id, key) == ("sla_alerts", None, f"sla:{fast.scan_id}")
+    assert payload == {
+        "scan_id": str(fast.scan_id),
+        "fired_at": clock.now().isoformat(),
+        "alerts": 4,
+    }
+    assert clock.now().microsecond != 0  # the SQL formats microseconds as Python does
+    assert portable_rows == [
+        (kind, None, f"sla:{portable_id}", {**payload, "scan_id": str(portable_id)})
+    ]
+    assert fast.alerts[0].due_at == assigned.sla_warning_at
+
+    # What the fan-out of that message writes: each alert's own messages, in order.
+    before = len(await outbox_rows(core))
+    await fan_out_all(core)
+    alert_rows = (await outbox_rows(core))[before:]
+    assert [kind for kind, _, _, _ in alert_rows] == [
         "manager_alert",  # assigned: warning
         "manager_alert",  # assigned: breach, DM and card
         "assignee_dm",
@@ -630,22 +778,21 @@ async def test_one_statement_scan_writes_what_the_portable_steps_write(core, clo
         "staff_card_refresh",
         "manager_alert",  # warned_only: warning
     ]
-    assert fast_rows[0][3] == {
+    assert alert_rows[0][3] == {
         "threshold": "warning",
         "due_at": assigned.sla_warning_at.isoformat(),
         "breach_at": assigned.sla_breach_at.isoformat(),
         "waited_seconds": int((clock.now() - assigned.created_at).total_seconds()),
     }
-    assert fast_rows[0][3]["due_at"].endswith(".123456+00:00")
-    assert fast_rows[2][2:] == (
+    assert alert_rows[2][2:] == (
         f"user:{agent.id}",
-        {**fast_rows[1][3], "event": "sla_breach", "assignee_id": agent.id},
+        {**alert_rows[1][3], "event": "sla_breach", "assignee_id": agent.id},
     )
-    assert fast_rows[3][2:] == (f"staff:{assigned.id}", {"event": "sla_breach"})
+    assert alert_rows[3][2:] == (f"staff:{assigned.id}", {"event": "sla_breach"})
     assert await timer_count(core) == 1  # the low ticket's breach is still ahead
 
 
-async def test_a_ticket_a_service_is_changing_is_skipped_not_waited_for(core, clock, database_url):
+async def test_timers_a_service_is_changing_are_skipped_not_waited_for(core, clock, database_url):
     _postgresql_only(database_url)
     customer = await make_user(core, Role.CUSTOMER)
     busy = await make_ticket(core, customer)
@@ -653,20 +800,43 @@ async def test_a_ticket_a_service_is_changing_is_skipped_not_waited_for(core, cl
     clock.advance(WARNING)
 
     async with core.db.engine.connect() as service:
-        # What load_ticket(for_update=True) holds while a service works on the ticket.
-        await service.execute(
-            text("SELECT 1 FROM tickets WHERE id = :id FOR UPDATE"), {"id": busy.id}
-        )
-        skipped = await asyncio.wait_for(sla.scan(core), timeout=10)
-        # The service goes on to touch the timers: the scan has committed, nothing waits.
+        # What a service holds while it moves or removes a ticket's timers (sla.schedule/stop).
         await service.execute(
             text("UPDATE sla_timers SET due_at = due_at WHERE ticket_id = :id"), {"id": busy.id}
         )
+        skipped = await asyncio.wait_for(fire(core), timeout=10)
         await service.rollback()
 
     assert [a.ticket_id for a in skipped.alerts] == [free.id]
-    later = await sla.scan(core)
+    later = await fire(core)
     assert [a.ticket_id for a in later.alerts] == [busy.id]
+
+
+async def test_a_service_stopping_the_clock_during_a_scan_waits_and_keeps_the_claim(
+    core, clock, database_url
+):
+    _postgresql_only(database_url)
+    customer = await make_user(core, Role.CUSTOMER)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer)
+    clock.advance(BREACH)
+
+    async with core.db.engine.connect() as scanning:
+        # A scan that has fired the ticket's timers and not yet committed.
+        await scanning.exec_driver_sql(sla.FIRE_SQL, (clock.now(), 500, uuid.uuid4()))
+        reply = asyncio.create_task(
+            add_reply(core, actor_id=agent.id, ticket=ticket.number, body="Hi", internal=False)
+        )
+        await asyncio.sleep(0.3)
+        assert not reply.done()  # the first reply waits for the scan's timers
+        await scanning.commit()
+    await asyncio.wait_for(reply, timeout=10)
+
+    # The claims survive the reply (its stop() removes armed timers only); the alerts were
+    # claimed before the answer, and their fan-out now drops them: the ticket was answered.
+    assert await claims(core) == [(ticket.id, "warning"), (ticket.id, "breach")]
+    [result] = await fan_out_all(core)
+    assert (result.alerts, result.dropped) == ((), 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -707,13 +877,13 @@ async def test_scan_takes_the_due_timers_from_their_index(core, database_url):
         connection = await session.connection()
         await connection.exec_driver_sql("ANALYZE tickets, sla_timers")
         plan = "\n".join(
-            (await connection.exec_driver_sql("EXPLAIN " + sla.due_sql(), (now, 500)))
+            (await connection.exec_driver_sql("EXPLAIN " + sla.FIRE_SQL, (now, 500, uuid.uuid4())))
             .scalars()
             .all()
         )
-    assert "ix_sla_timers_due_at" in plan, plan
+    assert "ix_sla_timers_armed_due" in plan, plan
     assert "Seq Scan on sla_timers" not in plan, plan
-    result = await sla.scan(Core(db=core.db, settings=core.settings, clock=_At(now)))
+    result = await fire(Core(db=core.db, settings=core.settings, clock=_At(now)))
     assert (result.due, len(result.alerts)) == (20, 20)
 
 
@@ -797,8 +967,8 @@ async def test_scan_uses_a_settings_target_in_seconds(core, clock, database_url)
     customer = await make_user(fast, Role.CUSTOMER)
     ticket = await make_ticket(fast, customer, priority=Priority.URGENT)
     clock.advance(seconds=30)
-    assert [a.threshold for a in (await sla.scan(fast)).alerts] == [SlaThreshold.WARNING]
+    assert [a.threshold for a in (await scan(fast)).alerts] == [SlaThreshold.WARNING]
     clock.advance(seconds=10)
-    assert [(a.ticket_id, a.threshold) for a in (await sla.scan(fast)).alerts] == [
+    assert [(a.ticket_id, a.threshold) for a in (await scan(fast)).alerts] == [
         (ticket.id, SlaThreshold.BREACH)
     ]
