@@ -74,7 +74,8 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
     SQLAlchemy's pool_pre_ping pings on every checkout: with asyncpg that is three round trips
     (BEGIN, an empty query, ROLLBACK) in front of every unit of work, about a third of the
     round trips of creating a ticket. A connection returned moments ago is almost always
-    alive; if the server went away meanwhile, the unit of work fails as Unavailable (nothing
+    alive; one the driver already knows to be closed is replaced without a round trip; if the
+    server went away unnoticed meanwhile, the unit of work fails as Unavailable (nothing
     written), SQLAlchemy discards every connection of the pool that predates the failure, and
     the next attempt connects afresh. A connection that has been idle longer (the server may
     have restarted, or a proxy dropped it) is pinged, and replaced when the ping fails."""
@@ -91,6 +92,12 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        is_closed = getattr(driver, "is_closed", None)
+        if callable(is_closed) and is_closed():
+            # Known dead without asking the server (the driver saw the socket close, or a
+            # cancelled query made it give up the connection).
+            raise exc.DisconnectionError("a pooled connection was closed")
         idle_since = record.info.get("idle_since")
         if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
             return
