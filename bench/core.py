@@ -530,22 +530,26 @@ async def bench_creation(core: Core, dsn: str, population: Population, count: in
                 core, actor_id=spec.customer_id, title=spec.title, priority=spec.priority
             )
 
+        async def insert_ticket(spec: NewTicket, now: datetime) -> Any:
+            sla = SLA[spec.priority]
+            return await single.fetchrow(
+                uuid.uuid4(),
+                spec.title,
+                spec.description,
+                spec.priority,
+                spec.customer_id,
+                spec.company_id,
+                now,
+                now + sla * 0.75,
+                now + sla,
+            )
+
         async def same_rows(spec: NewTicket) -> None:
             now = datetime.now(UTC)
             sla = SLA[spec.priority]
             async with connection.transaction():
                 await counter.fetch(spec.customer_id, now.replace(second=0, microsecond=0))
-                row = await single.fetchrow(
-                    uuid.uuid4(),
-                    spec.title,
-                    spec.description,
-                    spec.priority,
-                    spec.customer_id,
-                    spec.company_id,
-                    now,
-                    now + sla * 0.75,
-                    now + sla,
-                )
+                row = await insert_ticket(spec, now)
                 await timers.fetch(row["id"], now + sla * 0.75, now + sla)
                 await history.fetch(row["id"], spec.customer_id, now)
                 details = f'{{"number": {row["number"]}, "priority": "{spec.priority}"}}'
@@ -560,19 +564,7 @@ async def bench_creation(core: Core, dsn: str, population: Population, count: in
                 )
 
         async def single_row(spec: NewTicket) -> None:
-            now = datetime.now(UTC)
-            sla = SLA[spec.priority]
-            await single.fetch(
-                uuid.uuid4(),
-                spec.title,
-                spec.description,
-                spec.priority,
-                spec.customer_id,
-                spec.company_id,
-                now,
-                now + sla * 0.75,
-                now + sla,
-            )
+            await insert_ticket(spec, datetime.now(UTC))
 
         async def floor(spec: NewTicket) -> None:
             now = datetime.now(UTC)
