@@ -22,9 +22,11 @@ triggers: title A, description B, public replies D) through its GIN index and ra
 a range of the newest ticket numbers: as wide as the planner's estimate of the matches
 (``ticket_search_estimate``) says holds ``RANKED_LIMIT`` of them, with a margin. Should it
 hold fewer, the next range is sized from the density of matches actually seen, and a query too
-rare to measure takes everything older at once. Customers and corporate staff see a narrow
-share of the desk and read it whole. It also accepts the text as ``plainto_tsquery`` sees it,
-so that e-mail addresses and host names, which its parser keeps whole, are found. Every
+rare to measure takes everything older at once (one the estimate calls common, but absent from
+the newest tickets, takes ranges growing eightfold instead). Customers and corporate staff
+see a narrow share of the desk and read it whole. It also accepts the text as
+``plainto_tsquery`` sees it, so that e-mail addresses and host names, which its parser keeps
+whole, are found. Every
 statement of a search runs under a ``SEARCH_TIMEOUT_MS`` statement timeout: a query that still
 takes longer is refused as too broad (VALIDATION), and the attempt still counts against the
 rate limit.
@@ -97,8 +99,12 @@ RANKED_LIMIT = 500
 # density of matches seen so far.
 SLICE_MARGIN = 1.25
 # Fewer matches than this in the slices read so far: too few to size the next slice from, and
-# few enough that reading everything older costs little.
+# few enough that reading everything older costs little...
 MIN_SAMPLE = 10
+# ... unless the planner's estimate says the words are common: then they are common further
+# back (a word of old tickets that the newest ones lack), and reading everything older would
+# rank a large share of the desk. The next slice is this many times wider instead.
+SLICE_GROWTH = 8
 # PostgreSQL: every statement of a search; past it the query is refused as too broad.
 SEARCH_TIMEOUT_MS = 2000
 TOO_BROAD = "This search matches too many tickets to finish quickly. Add a word to narrow it down."
@@ -402,7 +408,8 @@ class _Postgres(_Engine):
             if in_slice > wanted or lower is None:
                 return _best_first(candidates)[:best], found
             if found < MIN_SAMPLE:
-                size = lower  # everything older
+                common = estimate is not None and estimate > newest * SLICE_MARGIN
+                size = size * SLICE_GROWTH if common else lower  # else everything older
             else:
                 density = found / (top - lower)
                 size = math.ceil((newest - found) / density * SLICE_MARGIN)

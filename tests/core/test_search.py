@@ -447,6 +447,48 @@ async def test_staff_search_over_several_ranges_finds_exactly_the_newest_matches
     assert len(slices) >= 2  # the estimate's first range held too few: a second one was read
 
 
+async def test_a_common_word_absent_from_the_newest_tickets_is_read_in_growing_ranges(
+    core, database_url, monkeypatch
+):
+    """Not everything older at once: that would rank a large share of the desk."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL reads the desk in ranges of ticket numbers; SQLite in one query")
+    monkeypatch.setattr(search, "RANKED_LIMIT", 4)
+    customer = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    async with core.db.engine.begin() as connection:
+        # 600 tickets: every other one of the oldest 300 mentions toner, none of the newest 300.
+        await connection.execute(
+            text(
+                """
+                INSERT INTO tickets (id, number, title, description, status, priority,
+                    customer_id, created_by_id, created_at, updated_at)
+                SELECT gen_random_uuid(), g, 'Ticket ' || g,
+                    CASE WHEN g <= 300 AND g % 2 = 0 THEN 'toner ok' ELSE 'paper ok' END,
+                    'open', 'medium', :c, :c, now(), now()
+                FROM generate_series(1, 600) AS g
+                """
+            ),
+            {"c": customer.id},
+        )
+        await connection.execute(text("ANALYZE ticket_search"))
+    slices: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "ticket_search.document @@" in statement and "ts_rank" in statement:
+            slices.append(statement)
+
+    event.listen(core.db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        page = await search_tickets(core, actor_id=agent.id, query="toner ok")
+    finally:
+        event.remove(core.db.engine.sync_engine, "before_cursor_execute", count)
+    assert [hit.ticket.number for hit in page.items] == [300, 298, 296, 294]
+    assert page.total == 4 and page.capped
+    # The estimate's range, then one eight times wider (still empty), then the rest.
+    assert len(slices) == 3
+
+
 async def test_search_still_running_at_the_timeout_is_refused_and_still_counted(
     core, database_url, clock, monkeypatch
 ):
