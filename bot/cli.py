@@ -9,14 +9,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bot.settings import BotSettings
-from core import audit
+from core import admin
 from core.context import Core
-from core.enums import Role
-from core.models import User
 from migrations import alembic_config, run_migrations
 
 
@@ -25,51 +23,19 @@ async def roles_command(settings: BotSettings, args: argparse.Namespace) -> int:
     await run_migrations(settings.database_url)
     core = Core.from_settings(settings)
     try:
-        async with core.db.transaction() as session:
-            if args.roles_command == "list":
-                rows = await session.scalars(
-                    select(User)
-                    .where(User.role != Role.CUSTOMER.value)
-                    .order_by(User.role, User.display_name)
+        if args.roles_command == "list":
+            staff = await admin.list_staff(core)
+            for member in staff:
+                state = "" if member.is_active else " (inactive)"
+                print(
+                    f"{member.slack_user_id:12} {member.role.value:10} {member.display_name}{state}"
                 )
-                found = list(rows)
-                for member in found:
-                    state = "" if member.is_active else " (inactive)"
-                    print(
-                        f"{member.slack_user_id:12} {member.role:10} {member.display_name}{state}"
-                    )
-                if not found:
-                    print("no staff yet: python -m bot roles set U0123ABCD admin")
-                return 0
-            user = await session.scalar(
-                select(User).where(User.slack_user_id == args.slack_user_id)
-            )
-            now = core.clock.now()
-            if user is None:
-                user = User(
-                    slack_user_id=args.slack_user_id,
-                    display_name=args.slack_user_id,
-                    role=Role.CUSTOMER.value,
-                    is_active=True,
-                    created_at=now,
-                    updated_at=now,
-                )
-                session.add(user)
-                await session.flush()
-            audit.record(
-                session,
-                actor_id=None,
-                action="user.role_changed",
-                now=now,
-                user_id=user.id,
-                previous=user.role,
-                role=args.role,
-                via="cli",
-            )
-            user.role = args.role
-            user.updated_at = now
-            print(f"{args.slack_user_id} is now {args.role}")
+            if not staff:
+                print("no staff yet: python -m bot roles set U0123ABCD admin")
             return 0
+        await admin.set_role_as_operator(core, slack_user_id=args.slack_user_id, role=args.role)
+        print(f"{args.slack_user_id} is now {args.role}")
+        return 0
     finally:
         await core.close()
 

@@ -68,6 +68,52 @@ async def change_role(core: Core, *, actor_id: int, user_id: int, role: Role | s
         return user_view(user)
 
 
+async def list_staff(core: Core) -> list[UserView]:
+    """Everyone who is not a customer, by role and name: the operator's `roles list` (no
+    actor: whoever runs commands on the server is trusted with the database already)."""
+    async with core.db.transaction() as session:
+        rows = await session.scalars(
+            select(User)
+            .where(User.role != Role.CUSTOMER.value)
+            .order_by(User.role, User.display_name)
+        )
+        return [user_view(user) for user in rows]
+
+
+async def set_role_as_operator(core: Core, *, slack_user_id: str, role: Role | str) -> UserView:
+    """The operator's `roles set`, which bootstraps the first admin: no actor, audited as
+    `via="cli"`. A Slack user the desk has not seen yet is added with their id as the name
+    (filled in from Slack on their first request)."""
+    new_role = parse_enum(Role, role, field="role")
+    async with core.db.transaction() as session:
+        user = await session.scalar(select(User).where(User.slack_user_id == slack_user_id))
+        now = core.clock.now()
+        if user is None:
+            user = User(
+                slack_user_id=slack_user_id,
+                display_name=slack_user_id,
+                role=Role.CUSTOMER.value,
+                is_active=True,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(user)
+            await session.flush()
+        audit.record(
+            session,
+            actor_id=None,
+            action="user.role_changed",
+            now=now,
+            user_id=user.id,
+            previous=user.role,
+            role=new_role.value,
+            via="cli",
+        )
+        user.role = new_role.value
+        user.updated_at = now
+        return user_view(user)
+
+
 async def set_active(core: Core, *, actor_id: int, user_id: int, active: bool) -> UserView:
     """An admin activates or deactivates a user; deactivated users can do nothing."""
     async with core.db.transaction() as session:
