@@ -22,6 +22,7 @@ from bot.payloads import (
 from bot.runtime import Runtime
 from core import admin, chat, replies, tickets
 from core.access import TicketRef
+from core.errors import NotFound
 from core.tickets import TRANSITIONS
 from core.views import UserView
 
@@ -164,8 +165,6 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         )
         reply = next((r for r in detail.replies if r.id == reply_id), None) if detail else None
         if reply is None:
-            from core.errors import NotFound
-
             raise NotFound("That message was not found.")
         await client.views_open(trigger_id=body["trigger_id"], view=modals.edit_reply_modal(reply))
 
