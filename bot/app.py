@@ -14,8 +14,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
@@ -23,6 +24,7 @@ from sqlalchemy import text
 
 from bot.delivery import OutboxWorker
 from bot.errors import field_errors, user_message
+from bot.http_limits import BodyRefused, ConnectionGuard
 from bot.listeners import register_listeners
 from bot.listeners.common import tell_user
 from bot.listeners.registry import Registry
@@ -32,10 +34,11 @@ from bot.request_shape import well_formed
 from bot.respond import ClientSessionView, PooledRespond
 from bot.runtime import Runtime, build_runtime
 from bot.settings import BotSettings
-from core import outbox
+from bot.staff_channel import StaffChannelGuard
 from core.clock import Clock
 from core.context import Core
 from core.errors import DomainError
+from core.surfaces import SurfaceProblem, SurfaceState
 from migrations import run_migrations
 
 log = logging.getLogger("bot.app")
@@ -164,14 +167,21 @@ class BotServer:
         self.base_url = ""
         self.team_id: str | None = None
         self.metrics = BotMetrics()
+        self.http_guard = ConnectionGuard.from_settings(settings)
         # The last auth.test: None when it succeeded, else what Slack said; /readyz repeats it
         # at most every READINESS_SLACK_RECHECK_SECONDS.
         self.slack_problem: str | None = "auth.test has not run"
         self._slack_checked_at: datetime | None = None
         self._slack_check_lock = asyncio.Lock()
+        # Rechecks the staff channel periodically and on Slack's channel events (set by start).
+        self.staff_channel: StaffChannelGuard | None = None
 
     async def check_slack(self, runtime: Runtime) -> None:
-        """auth.test, then the staff channel must exist, be private and have the bot in it."""
+        """auth.test, then the staff channel must exist, be private and have the bot in it.
+
+        What the check saw is recorded for every replica (bot.staff_channel): a channel found
+        public here holds staff messages everywhere before this process refuses to start, and
+        one found safe again releases what an earlier exposure held."""
         try:
             auth = await runtime.client.auth_test()
         except SlackApiError as error:
@@ -183,20 +193,23 @@ class BotServer:
         runtime.identity.team_id = self.team_id
         self.slack_problem = None
         self._slack_checked_at = self.core.clock.now()
-        channel = self.settings.staff_channel_id
-        assert channel is not None  # missing_for_serving() was checked first
+        guard = StaffChannelGuard(runtime, bot_user_id=auth.get("user_id"))
+        channel = guard.channel_id
+        observed_at = self.core.clock.now()
         try:
-            info = await runtime.client.conversations_info(channel=channel)
+            verdict = await guard.inspect()
         except SlackApiError as error:
             raise StartupError(
                 f"STAFF_CHANNEL_ID {channel}: conversations.info failed "
                 f"({error.response.get('error')}). Invite the bot to the private staff channel."
             ) from None
-        if not info["channel"].get("is_private"):
+        await guard.record(verdict, observed_at=observed_at, cause="start-up")
+        if verdict.problem is SurfaceProblem.PUBLIC:
             raise StartupError(
                 f"STAFF_CHANNEL_ID {channel} is a public channel. Internal notes are posted "
                 "there, so it must be private: use a private channel and invite the bot."
             )
+        self.staff_channel = runtime.staff_channel = guard
 
     async def start(self) -> str:
         """Migrate, check Slack, start serving; returns the base URL."""
@@ -217,15 +230,15 @@ class BotServer:
         self.runtime = runtime
         await self.check_slack(runtime)
         self.app, self.registry = build_app(self.settings, runtime)
-        web_app = web.Application()
+        web_app = web.Application(middlewares=[self.http_guard.middleware])
         web_app.router.add_post("/slack/events", self._handle_slack)
         web_app.router.add_get("/healthz", self._healthz)
         web_app.router.add_get("/readyz", self._readyz)
         if self.settings.metrics_enabled:
             web_app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(web_app, access_log=None)
+        self._runner = web.AppRunner(web_app, access_log=None, **self.http_guard.handler_options())
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        site = self.http_guard.site(self._runner, self.settings.host, self.settings.port)
         await site.start()
         bound = [a for a in self._runner.addresses if isinstance(a, tuple) and len(a) >= 2]
         port = int(bound[0][1]) if bound else self.settings.port
@@ -234,6 +247,8 @@ class BotServer:
         if self.run_worker:
             self.worker = OutboxWorker(runtime)
             self._tasks.append(asyncio.create_task(self.worker.run_forever()))
+        if self.staff_channel is not None:
+            self._tasks.append(asyncio.create_task(self.staff_channel.run_forever()))
         if self.run_scheduler:
             from bot.scheduler import build_scheduler
 
@@ -265,6 +280,8 @@ class BotServer:
             self._scheduler.shutdown(wait=False)
         if self.worker is not None:
             self.worker.stop()
+        if self.staff_channel is not None:
+            self.staff_channel.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -288,13 +305,24 @@ class BotServer:
         info = RequestInfo("other")
         status = 500
         try:
-            if not self._signed(request.headers, await request.read()):
+            try:
+                body = await self.http_guard.read_unsigned_body(request)
+            except BodyRefused as refusal:  # too large, too slow or cut off: never parsed
+                status = refusal.status
+                response = refusal.response()
+                response.headers["X-Request-Id"] = request_id
+                return response
+            if not self._signed(request.headers, body):
                 # Checked before the body is even parsed: whatever it holds, unsigned is 401.
                 status = 401
                 response = web.Response(status=401, text="invalid request signature")
             else:
                 try:
-                    bolt_request = await to_bolt_request(request)
+                    bolt_request = AsyncBoltRequest(  # from the body read above, not re-read
+                        body=body.decode(request.charset or "utf-8"),
+                        query=request.query_string,
+                        headers=request.headers,  # type: ignore[arg-type]
+                    )
                     if not well_formed(bolt_request.body):
                         raise ValueError("a field of an unexpected type")
                     info = describe_request(bolt_request.body)
@@ -343,10 +371,16 @@ class BotServer:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        """Ready to take traffic: the database answers, Slack accepts the token, and the outbox
-        backlog is below READINESS_MAX_BACKLOG. 503 names every failing check."""
+        """Ready to take traffic, judged by what this process can do: its database answers,
+        Slack accepts the token, the staff channel is safe for notes (as any replica last
+        found it), and its delivery worker, when it runs one, is looping. 503 names every
+        failing check. The outbox backlog is no criterion: one person can fill it for every
+        replica alike (it is the ticketbot_outbox_backlog metric)."""
         database, slack = await asyncio.gather(self._database_check(), self._slack_check())
         checks = {**database, "slack": slack or "ok"}
+        worker = self._worker_check()
+        if worker is not None:
+            checks["worker"] = worker
         failing = sorted(name for name, state in checks.items() if state != "ok")
         body: dict[str, Any] = {"status": "unready" if failing else "ok", "checks": checks}
         if failing:
@@ -354,23 +388,40 @@ class BotServer:
         return web.json_response(body, status=503 if failing else 200)
 
     async def _database_check(self) -> dict[str, str]:
+        """The database answers `SELECT 1`; the staff channel as last recorded there (this
+        process's own last check when the database does not answer)."""
         timeout = self.settings.health_timeout_seconds
+        guard = self.staff_channel
 
-        async def ping_and_count() -> int:
+        async def ping_and_read() -> SurfaceState | None:
             async with self.core.db.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-            return await outbox.backlog(self.core)
+            return await guard.state() if guard is not None else None
 
         try:
-            pending = await asyncio.wait_for(ping_and_count(), timeout=timeout)
+            state = await asyncio.wait_for(ping_and_read(), timeout=timeout)
         except TimeoutError:
-            return {"database": f"no answer within {timeout:g} s", "outbox": "unknown"}
+            database, state = f"no answer within {timeout:g} s", None
         except Exception as error:
-            return {"database": f"unreachable ({type(error).__name__})", "outbox": "unknown"}
-        limit = self.settings.readiness_max_backlog
-        if pending > limit:
-            return {"database": "ok", "outbox": f"{pending} messages waiting (limit {limit})"}
-        return {"database": "ok", "outbox": "ok"}
+            database, state = f"unreachable ({type(error).__name__})", None
+        else:
+            database = "ok"
+        problem = guard.describe(state) if guard is not None else "not checked yet"
+        return {"database": database, "staff_channel": problem or "ok"}
+
+    def _worker_check(self) -> str | None:
+        """Whether this process's delivery worker loops (None when it runs none): a pass
+        starts at least every OUTBOX_POLL_SECONDS, and a long one renews its leases."""
+        worker = self.worker
+        if worker is None:
+            return None
+        if not worker.running:
+            return "the delivery worker is not running"
+        limit = max(self.settings.outbox_lease_seconds, 3 * self.settings.outbox_poll_seconds)
+        quiet = worker.seconds_since_pass()
+        if quiet > limit:
+            return f"the delivery worker has not run for {quiet:.0f} s (limit {limit:g} s)"
+        return "ok"
 
     async def _slack_check(self) -> str | None:
         """None when Slack accepts the token. auth.test is repeated at most every

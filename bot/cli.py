@@ -158,6 +158,11 @@ async def _check_slack(settings: BotSettings) -> list[str]:
                 f"{label} is a public channel: internal notes are posted there, so it must be "
                 "private. Create a private channel, invite the bot and use its id"
             )
+        elif name == "STAFF_CHANNEL_ID" and info.get("is_ext_shared"):
+            problems.append(
+                f"{label} is shared with another organisation (Slack Connect): internal notes "
+                "are posted there. Stop sharing it or use another private channel"
+            )
         elif info.get("is_archived"):
             problems.append(f"{label} is archived: unarchive it or use another channel")
         elif not info.get("is_member"):

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -20,14 +21,15 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks import cards, messages
+from bot.blocks import cards, messages, staff_channel
 from bot.ids import EVENT_METADATA_TYPE
 from bot.runtime import Runtime
-from core import chat, outbox, replies, sla, tickets, users
+from core import chat, outbox, replies, sla, surfaces, tickets, users
 from core.chat import ChatRef
 from core.enums import Audience, Status
 from core.errors import Unavailable
 from core.outbox import ClaimedMessage, OutboxKind
+from core.surfaces import SurfaceProblem
 
 log = logging.getLogger("bot.delivery")
 
@@ -74,6 +76,11 @@ class Delivered:
     recorded: bool = False
 
 
+# Every message about a ticket is checked, when it is sent, against its recipient's right to
+# see the ticket at that moment; one they may no longer see is dropped.
+NOT_FOR_RECIPIENT = Delivered({"skipped": "recipient may not see the ticket now"})
+
+
 class OutboxWorker:
     """Claims and delivers outbox messages; `run_once` is one pass, `run_forever` the loop."""
 
@@ -88,6 +95,9 @@ class OutboxWorker:
         # runs: a worker that dies (SIGKILL, lost node) holds its messages no longer than this.
         self.lease = timedelta(seconds=self.settings.outbox_lease_seconds)
         self._stopping = asyncio.Event()
+        # Liveness for /readyz: whether run_forever is looping, and when it last showed it.
+        self.running = False
+        self._last_pass = time.monotonic()
         self.delivered = 0
         self.retried = 0
         self.failed = 0
@@ -97,22 +107,32 @@ class OutboxWorker:
         self.runtime.wake_outbox()
 
     async def run_forever(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                handled = await self.run_once()
-            except Exception:  # a broken pass must not stop delivery for good
-                log.exception("outbox pass failed")
-                handled = 0
-            if handled:
-                continue
-            self.runtime.outbox_wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self.runtime.outbox_wake.wait(), timeout=self.settings.outbox_poll_seconds
-                )
+        self.running = True
+        try:
+            while not self._stopping.is_set():
+                self._last_pass = time.monotonic()
+                try:
+                    handled = await self.run_once()
+                except Exception:  # a broken pass must not stop delivery for good
+                    log.exception("outbox pass failed")
+                    handled = 0
+                if handled:
+                    continue
+                self.runtime.outbox_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self.runtime.outbox_wake.wait(), timeout=self.settings.outbox_poll_seconds
+                    )
+        finally:
+            self.running = False
+
+    def seconds_since_pass(self) -> float:
+        """How long ago the loop last started a pass or renewed the leases of a long one."""
+        return time.monotonic() - self._last_pass
 
     async def run_once(self) -> int:
-        """Claim one batch and deliver it; returns how many messages were handled."""
+        """Claim one batch and deliver it; returns how many messages were handled (a message
+        given back because its channel turned unsafe after the claim does not count)."""
         try:
             claimed = await outbox.claim_batch(
                 self.core, worker_id=self.worker_id, limit=self.batch, lease=self.lease
@@ -125,27 +145,28 @@ class OutboxWorker:
         semaphore = asyncio.Semaphore(4)
         pending = {m.id for m in claimed}
 
-        async def guarded(message: ClaimedMessage) -> None:
+        async def guarded(message: ClaimedMessage) -> bool:
             try:
                 async with semaphore:
-                    await self._attempt(message)
+                    return await self._attempt(message)
             finally:
                 pending.discard(message.id)
 
         heartbeat = asyncio.create_task(self._renew_leases(pending))
         try:
-            await asyncio.gather(*(guarded(m) for m in claimed))
+            attempted = await asyncio.gather(*(guarded(m) for m in claimed))
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        return len(claimed)
+        return sum(attempted)
 
     async def _renew_leases(self, pending: set[int]) -> None:
         """Every third of the lease, extend the lease of the messages still being delivered."""
         interval = max(0.05, self.lease.total_seconds() / 3)
         while pending:
             await asyncio.sleep(interval)
+            self._last_pass = time.monotonic()  # a long pass is still a live worker
             try:
                 await outbox.extend_lease(
                     self.core,
@@ -162,8 +183,13 @@ class OutboxWorker:
             if not await self.run_once():
                 return
 
-    async def _attempt(self, message: ClaimedMessage) -> None:
+    async def _attempt(self, message: ClaimedMessage) -> bool:
+        """Deliver one claimed message and record the outcome; False when it was given back
+        unattempted (held: its channel is not safe)."""
         try:
+            if await self._held(message):
+                await outbox.release(self.core, message_id=message.id, worker_id=self.worker_id)
+                return False
             outcome = await self._deliver(message)
         except SlackApiError as error:
             await self._handle_slack_error(message, error)
@@ -181,7 +207,7 @@ class OutboxWorker:
                 if not outcome.result.get("lease_lost"):
                     self.delivered += 1
                     self._count("delivered", message)
-                return
+                return True
             await outbox.mark_delivered(
                 self.core,
                 message_id=message.id,
@@ -192,6 +218,16 @@ class OutboxWorker:
             )
             self.delivered += 1
             self._count("delivered", message)
+        return True
+
+    async def _held(self, message: ClaimedMessage) -> bool:
+        """Whether a staff-channel message must wait after all: the claim skips them while the
+        channel is recorded unsafe, and this read, right before posting, catches a finding
+        (by any replica) that landed after the claim."""
+        if outbox.audience_of(message.thread_key) is not Audience.STAFF:
+            return False
+        state = await surfaces.state_of(self.core, audience=Audience.STAFF)
+        return state is not None and not state.safe
 
     async def _handle_slack_error(self, message: ClaimedMessage, error: SlackApiError) -> None:
         response = error.response
@@ -259,6 +295,7 @@ class OutboxWorker:
             OutboxKind.MANAGER_ALERT: self._manager_alert,
             OutboxKind.ASSIGNEE_DM: self._assignee_dm,
             OutboxKind.SLA_ALERTS: self._sla_alerts,
+            OutboxKind.SURFACE_NOTICE: self._surface_notice,
         }[message.kind]
         return await handler(message)
 
@@ -343,7 +380,9 @@ class OutboxWorker:
         return Delivered({"updated": thread.ts})
 
     async def _customer_thread_create(self, message: ClaimedMessage) -> Delivered:
-        ticket = await self._ticket(message)
+        ticket = await self._customer_may_see(await self._ticket(message))
+        if ticket is None:
+            return NOT_FOR_RECIPIENT
         channel = await self._dm_channel(ticket.customer.slack_user_id)
         text, blocks = messages.customer_confirmation(ticket)
         ref = await self._post(message, channel=channel, text=text, blocks=blocks)
@@ -354,6 +393,10 @@ class OutboxWorker:
             Audience.CUSTOMER if message.kind is OutboxKind.CUSTOMER_THREAD_POST else Audience.STAFF
         )
         ticket = await self._ticket(message)
+        if audience is Audience.CUSTOMER:
+            ticket = await self._customer_may_see(ticket)
+            if ticket is None:
+                return NOT_FOR_RECIPIENT
         thread = await chat.thread_of(self.core, ticket_id=ticket.id, audience=audience)
         if thread is None:
             raise PermanentFailure(f"no {audience.value} thread for ticket #{ticket.number}")
@@ -395,6 +438,11 @@ class OutboxWorker:
         audience = Audience(message.payload["audience"])
         reply_id = int(message.payload["reply_id"])
         ticket = await self._ticket(message)
+        if audience is Audience.CUSTOMER and message.kind is OutboxKind.REPLY_COPIES_UPDATE:
+            # (taking a copy back is always allowed; showing a new text needs the right now)
+            ticket = await self._customer_may_see(ticket)
+            if ticket is None:
+                return NOT_FOR_RECIPIENT
         thread = await chat.thread_of(self.core, ticket_id=ticket.id, audience=audience)
         if thread is None:
             return Delivered({"skipped": "no thread"})
@@ -461,11 +509,42 @@ class OutboxWorker:
         ref = await self._post(message, channel=channel, text=text, blocks=blocks)
         return Delivered({"ts": ref.ts})
 
+    async def _surface_notice(self, message: ClaimedMessage) -> Delivered:
+        """Tell the managers that the staff channel stopped being safe for notes, or is safe
+        again (core.surfaces queues it once per change, whichever replica noticed)."""
+        channel = self.settings.manager_channel_id
+        if not channel:
+            raise PermanentFailure("MANAGER_CHANNEL_ID is not set")
+        payload = message.payload
+        channel_id, name = str(payload["channel_id"]), payload.get("channel_name")
+        if payload.get("problem"):
+            text, blocks = staff_channel.unsafe_notice(
+                SurfaceProblem(payload["problem"]),
+                channel_id=channel_id,
+                channel_name=name,
+                detail=payload.get("detail"),
+            )
+        else:
+            previous = payload.get("previous")
+            text, blocks = staff_channel.safe_again_notice(
+                channel_id=channel_id,
+                channel_name=name,
+                previous=SurfaceProblem(previous) if previous else None,
+            )
+        ref = await self._post(message, channel=channel, text=text, blocks=blocks)
+        return Delivered({"ts": ref.ts})
+
     async def _assignee_dm(self, message: ClaimedMessage) -> Delivered:
-        ticket = await self._ticket(message)
-        assignee = await users.get_user(self.core, user_id=int(message.payload["assignee_id"]))
-        if assignee is None or not assignee.is_active:
-            return Delivered({"skipped": "assignee gone"})
+        if message.ticket_id is None:
+            raise PermanentFailure("message has no ticket")
+        assignee_id = int(message.payload["assignee_id"])
+        ticket = await tickets.ticket_for_recipient(
+            self.core, ticket_id=message.ticket_id, user_id=assignee_id
+        )
+        assignee = await users.get_user(self.core, user_id=assignee_id)
+        if ticket is None or assignee is None:
+            # Demoted, deactivated or gone from chat since: they may not see it any more.
+            return NOT_FOR_RECIPIENT
         by_name = None
         if message.payload.get("assigned_by_id"):
             by = await users.get_user(self.core, user_id=int(message.payload["assigned_by_id"]))
@@ -478,6 +557,13 @@ class OutboxWorker:
         return Delivered({"ts": ref.ts})
 
     # ---------------------------------------------------------------- helpers
+
+    async def _customer_may_see(self, ticket: Any) -> Any | None:
+        """The ticket as its customer may see it now (checked at delivery, on fresh rows);
+        None when they may not (deactivated, deleted in chat): nothing is sent to them."""
+        return await tickets.ticket_for_recipient(
+            self.core, ticket_id=ticket.id, user_id=ticket.customer.id
+        )
 
     def _staff_channel(self) -> str:
         channel = self.settings.staff_channel_id

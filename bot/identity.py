@@ -1,8 +1,10 @@
-"""Slack user id -> core user: provisioned from users.info on first contact, cached briefly.
+"""Slack user id -> core user: provisioned from users.info on first contact, refreshed from it
+at most every IDENTITY_CACHE_SECONDS.
 
-Roles are not trusted from the cache for decisions: the core reloads the actor in every
-transaction. The cache only spares a users.info call per request, and is dropped for a user
-whose role or profile this process changes; other replicas see the change within the TTL."""
+Only the Slack profile lookup is cached. The user's row (role, the desk's active flag) is read
+from the database on every request, so a role change or a deactivation made by any process,
+replica or CLI counts from the person's next request; and the core reloads the actor in every
+transaction besides."""
 
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ _SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
 
 @dataclass
 class _Entry:
-    user: UserView
+    """users.info answered for this person recently: their profile needs no refresh yet."""
+
     expires: float
 
 
@@ -62,6 +65,7 @@ class IdentityResolver:
         self._invalidated: dict[str, float] = {}
 
     def invalidate(self, slack_user_id: str) -> None:
+        """Refresh this person's Slack profile on their next request."""
         self._cache.pop(slack_user_id, None)
         self._pending.pop(slack_user_id, None)
         self._invalidated[slack_user_id] = time.monotonic()
@@ -72,8 +76,11 @@ class IdentityResolver:
             # Not a Slack user id (a forged or garbled request): never sent on to users.info.
             raise Forbidden("Your Slack account could not be found.")
         entry = self._cache.get(slack_user_id)
+        known = None
         if entry is not None and entry.expires > time.monotonic():
-            user = entry.user
+            known = await users.find_by_slack_id(self.core, slack_user_id=slack_user_id)
+        if known is not None:
+            user = known
         else:
             pending = self._pending.get(slack_user_id)
             if pending is None:
@@ -103,8 +110,8 @@ class IdentityResolver:
                 raise
             return known
         if self._invalidated.get(slack_user_id, float("-inf")) < started:
-            # (a lookup that began before a role change must not cache the old role)
-            self._cache[slack_user_id] = _Entry(user, time.monotonic() + self.ttl)
+            # (a lookup that began before an invalidation must not count as fresh)
+            self._cache[slack_user_id] = _Entry(time.monotonic() + self.ttl)
         return user
 
     async def _provision(self, slack_user_id: str) -> UserView:
@@ -146,6 +153,6 @@ class IdentityResolver:
             slack_user_id=slack_user_id,
             display_name=name,
             email=info.get("email"),
-            active=not profile.get("deleted", False),
+            chat_account_deleted=bool(profile.get("deleted", False)),
             bootstrap_admin_ids=self.admin_ids,
         )

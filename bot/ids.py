@@ -36,6 +36,7 @@ class Action(StrEnum):
     STATUS = "status"
     REASON = "reason"
     ASSIGNEE = "assignee"
+    CUSTOMER_MAY_SEE = "customer_may_see"
 
 
 class Block(StrEnum):
@@ -51,6 +52,7 @@ class Block(StrEnum):
     STATUS = "status_block"
     REASON = "reason_block"
     ASSIGNEE = "assignee_block"
+    CUSTOMER_MAY_SEE = "customer_may_see_block"
 
 
 class Callback(StrEnum):
@@ -82,4 +84,5 @@ FIELD_BLOCKS: dict[str, Block] = {
     "status": Block.STATUS,
     "reason": Block.REASON,
     "assignee": Block.ASSIGNEE,
+    "customer_may_see": Block.CUSTOMER_MAY_SEE,
 }

@@ -40,7 +40,12 @@ class TicketRefPayload(_Payload):
 
 
 class ReplyModalPayload(_Payload):
+    """The reply form: its ticket, and which form the person was shown (the staff form offers
+    "internal note" or "reply to customer"; the customer form only replies). None: a form
+    from before this field existed, recognised by whether it had the visibility choice."""
+
     ticket_id: uuid.UUID
+    staff_form: bool | None = None
     internal_default: bool = True
 
 
@@ -49,6 +54,8 @@ class CreateTicketPayload(_Payload):
 
     channel_id: str | None = Field(default=None, max_length=32)
     source_text: str | None = Field(default=None, max_length=1000)
+    # The prefilled text was copied from a staff surface: internal until confirmed.
+    copied_from_staff: bool | None = None
 
 
 class EditReplyPayload(_Payload):

@@ -18,6 +18,7 @@ from core.context import Core
 
 if TYPE_CHECKING:
     from bot.metrics import BotMetrics
+    from bot.staff_channel import StaffChannelGuard
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -42,6 +43,8 @@ class Runtime:
     # database pool's size): under a burst the acks still go out at once, the work queues
     # here instead of in the event loop and the connection pool.
     work_slots: asyncio.Semaphore | None = None
+    # Checks that the staff channel is still safe for notes (set by BotServer at start).
+    staff_channel: StaffChannelGuard | None = None
 
     @property
     def clock(self) -> Clock:

@@ -49,7 +49,12 @@ class BotSettings(CoreSettings):
         10, gt=0, description="time-out of each Slack Web API call"
     )
     identity_cache_seconds: float = Field(60, ge=0)
-    readiness_max_backlog: int = Field(1000, ge=1)
+    staff_channel_recheck_seconds: float = Field(
+        60,
+        gt=0,
+        description="how often each process checks that the staff channel is still private, "
+        "unshared and has the bot (Slack's channel events also trigger a check at once)",
+    )
     readiness_slack_recheck_seconds: float = Field(
         60, ge=0, description="how often /readyz repeats auth.test (0: on every probe)"
     )
@@ -57,6 +62,31 @@ class BotSettings(CoreSettings):
         2.0, gt=0, description="time-out for database and Slack checks in /readyz and /metrics"
     )
     metrics_enabled: bool = Field(True, description="serve GET /metrics (Prometheus)")
+    http_header_timeout_seconds: float = Field(
+        10, gt=0, description="a connection that has not sent a request's headers by then closes"
+    )
+    http_body_timeout_seconds: float = Field(
+        10, gt=0, description="a POST body not received whole by then is answered 408"
+    )
+    http_keepalive_seconds: float = Field(
+        75, gt=0, description="an idle keep-alive connection is closed after this long"
+    )
+    # Read before the signature can be checked, so kept small, yet above what the bot's own
+    # surfaces make Slack send (measured with bot/devslack's encoders, which escape as Slack
+    # does): commands are a few KB; a modal submitted with every field at Slack's 3,000
+    # characters is at most ~135 KiB (all emoji); the largest is a button click inside a ticket
+    # opened as a modal, which echoes the whole view back: 50 sections of long text, ~155 KiB in
+    # English, ~335 KiB in accented Latin. Only a ticket view filled with long Cyrillic or CJK
+    # replies goes past 512 KiB (a full one in CJK went past aiohttp's former 1 MiB too).
+    http_max_unsigned_body_bytes: int = Field(
+        512 * 1024, ge=1024, description="larger request bodies are refused with 413 unread"
+    )
+    http_max_connections: int = Field(
+        512,
+        ge=1,
+        description="open connections per process; past it the longest-waiting connection "
+        "without a request in progress is closed. Keep it well below `ulimit -n`",
+    )
 
     @field_validator("slack_api_url")
     @classmethod

@@ -89,7 +89,7 @@ async def load_actor(session: AsyncSession, actor_id: int) -> Actor:
 async def actor_of(session: AsyncSession, actor_id: int, user: User | None) -> Actor:
     """The actor for the user row `actor_id` loaded in this transaction (None: no such user),
     for services that load it together with other rows; the same checks as `load_actor`."""
-    if user is None or not user.is_active:
+    if user is None or not user.can_act:
         log.warning("permission denied", extra={"actor_id": actor_id, "reason": "inactive"})
         raise Forbidden("Your account is not active in the support desk.")
     role = Role(user.role)

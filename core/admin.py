@@ -15,6 +15,7 @@ from core.enums import Role
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import Category, Company, CompanyDomain, CorporateMembership, User
 from core.repository import user_view
+from core.tickets import release_assignments
 from core.validation import NAME_MAX, optional_text, parse_enum, single_line
 from core.views import CategoryView, CompanyView, UserView
 
@@ -65,6 +66,7 @@ async def change_role(core: Core, *, actor_id: int, user_id: int, role: Role | s
         )
         user.role = new_role.value
         user.updated_at = now
+        await release_assignments(session, user, actor_id=actor.id, now=now)
         return user_view(user)
 
 
@@ -111,6 +113,7 @@ async def set_role_as_operator(core: Core, *, slack_user_id: str, role: Role | s
         )
         user.role = new_role.value
         user.updated_at = now
+        await release_assignments(session, user, actor_id=None, now=now)
         return user_view(user)
 
 
@@ -133,6 +136,8 @@ async def set_active(core: Core, *, actor_id: int, user_id: int, active: bool) -
             now=now,
             user_id=user.id,
         )
+        if not active:
+            await release_assignments(session, user, actor_id=actor.id, now=now)
         return user_view(user)
 
 
@@ -140,7 +145,12 @@ async def _keep_one_admin(session: AsyncSession, leaving: User) -> None:
     others = await session.scalar(
         select(func.count())
         .select_from(User)
-        .where(User.role == Role.ADMIN.value, User.is_active.is_(True), User.id != leaving.id)
+        .where(
+            User.role == Role.ADMIN.value,
+            User.is_active.is_(True),
+            User.chat_account_deleted.is_(False),
+            User.id != leaving.id,
+        )
     )
     if not others:
         raise Conflict("This is the last active admin; make someone else admin first.")
@@ -241,6 +251,7 @@ async def set_user_company(
         )
         user.company_id = company_id
         user.updated_at = now
+        await release_assignments(session, user, actor_id=actor.id, now=now)
         return user_view(user)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -74,9 +75,14 @@ class RateLimited(DomainError):
 
     code = ErrorCode.RATE_LIMITED
 
-    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+    def __init__(
+        self, message: str, *, retry_after_seconds: int, resets_at: datetime | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+        # When the window ends: the same instant for every refusal in one window, so a caller
+        # can answer a flood of refusals once per window.
+        self.resets_at = resets_at
 
 
 class Conflict(DomainError):

@@ -84,9 +84,18 @@ class User(Base):
     company_id: Mapped[int | None] = mapped_column(
         ForeignKey("companies.id", ondelete="SET NULL"), index=True
     )
+    # The desk's own flag, changed only by an admin; a chat profile refresh never touches it.
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # The chat platform's verdict (the account was deleted or deactivated there), kept apart
+    # from `is_active` and refreshed from the profile. Either one stops the user.
+    chat_account_deleted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"))
     updated_at: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"))
+
+    @property
+    def can_act(self) -> bool:
+        """Active in the desk and not deleted in chat: may act, be assigned and be told."""
+        return self.is_active and not self.chat_account_deleted
 
 
 class CorporateMembership(Base):
@@ -346,3 +355,21 @@ class InboundEvent(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ChatSurface(Base):
+    """Where an audience's messages are posted in chat (the staff channel) and whether posting
+    there is safe now, as the bot last saw it. Every replica records its checks here, and the
+    delivery worker holds that audience's messages while `problem` is set."""
+
+    __tablename__ = "chat_surfaces"
+
+    audience: Mapped[str] = mapped_column(String(16), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    channel_name: Mapped[str | None] = mapped_column(String(200))
+    # None while safe; else why not (core.surfaces.SurfaceProblem) and what the platform said.
+    problem: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(300))
+    unsafe_since: Mapped[datetime | None]
+    # When the check recorded here was made: an older observation never overwrites a newer one.
+    checked_at: Mapped[datetime]

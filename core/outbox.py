@@ -18,7 +18,7 @@ from core import chat
 from core.chat import ChatRef
 from core.context import Core
 from core.enums import Audience
-from core.models import OutboxMessage
+from core.models import ChatSurface, OutboxMessage
 
 
 class OutboxKind(StrEnum):
@@ -36,11 +36,22 @@ class OutboxKind(StrEnum):
     # Claimed SLA alerts, written by the scan: delivering one writes each alert's own messages
     # (core.sla.fan_out) and talks to no one.
     SLA_ALERTS = "sla_alerts"
+    # Managers are told that an audience's chat surface became unsafe, or safe again
+    # (core.surfaces).
+    SURFACE_NOTICE = "surface_notice"
 
 
 def thread_key(audience: Audience | str, ticket_id: uuid.UUID) -> str:
     """Messages with the same key are delivered one at a time, in the order they were written."""
     return f"{audience}:{ticket_id}"
+
+
+def audience_of(key: str) -> Audience | None:
+    """The audience whose thread a message key belongs to (None for other keys)."""
+    try:
+        return Audience(key.partition(":")[0])
+    except ValueError:
+        return None
 
 
 def enqueue(
@@ -87,9 +98,11 @@ async def claim_batch(
     """Claim up to `limit` deliverable messages (of `kinds`, default all) for `worker_id` for
     the lease time.
 
-    A message is deliverable when it is due, not leased by a live worker, and no older message
-    of its thread is still undelivered (per-thread order). On PostgreSQL the candidate rows are
-    locked with SKIP LOCKED so that replicas claiming at the same moment share the work.
+    A message is deliverable when it is due, not leased by a live worker, no older message of
+    its thread is still undelivered (per-thread order), and its audience's chat surface is not
+    recorded unsafe (held, not failed: it goes out once the surface is safe again). On
+    PostgreSQL the candidate rows are locked with SKIP LOCKED so that replicas claiming at the
+    same moment share the work.
     """
     now = core.clock.now()
     async with core.db.transaction() as session:
@@ -102,6 +115,12 @@ async def claim_batch(
                 earlier.failed_at.is_(None),
             )
         )
+        # An audience's messages wait while its chat surface is recorded unsafe (core.surfaces):
+        # every replica's worker sees the record here, in the claim itself.
+        held = exists().where(
+            ChatSurface.problem.is_not(None),
+            OutboxMessage.thread_key.like(ChatSurface.audience + ":%"),
+        )
         query = (
             select(OutboxMessage)
             .where(
@@ -110,6 +129,7 @@ async def claim_batch(
                 OutboxMessage.next_attempt_at <= now,
                 or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
                 ~blocked,
+                ~held,
                 *([OutboxMessage.kind.in_([kind.value for kind in kinds])] if kinds else []),
             )
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
@@ -196,6 +216,17 @@ async def mark_retry(
             update(OutboxMessage)
             .where(OutboxMessage.id == message_id, OutboxMessage.locked_by == worker_id)
             .values(next_attempt_at=now + delay, locked_until=None, last_error=error[:2000])
+        )
+
+
+async def release(core: Core, *, message_id: int, worker_id: str) -> None:
+    """Give a claimed message back unattempted (its surface turned unsafe after the claim): the
+    attempt is not counted and the message is due again at once."""
+    async with core.db.transaction() as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.locked_by == worker_id)
+            .values(locked_until=None, attempts=OutboxMessage.attempts - 1)
         )
 
 

@@ -42,7 +42,11 @@ async def consume(
     count = (await session.execute(statement)).scalar_one()
     if count > limit:
         raise refusal(
-            what=what, limit=limit, window_seconds=window_seconds, retry_after=retry_after
+            what=what,
+            limit=limit,
+            window_seconds=window_seconds,
+            retry_after=retry_after,
+            resets_at=window_start + timedelta(seconds=window_seconds),
         )
 
 
@@ -54,13 +58,21 @@ def window(now: datetime, window_seconds: int) -> tuple[datetime, int]:
     return start, start_epoch + window_seconds - epoch
 
 
-def refusal(*, what: str, limit: int, window_seconds: int, retry_after: int) -> RateLimited:
+def refusal(
+    *,
+    what: str,
+    limit: int,
+    window_seconds: int,
+    retry_after: int,
+    resets_at: datetime | None = None,
+) -> RateLimited:
     """The error for a use past `limit` (for callers that count in a statement of their own:
     the counter row is the same, `rate_limit_counters` keyed by actor, bucket and window)."""
     return RateLimited(
         f"You can {what} at most {limit} times per {_window_text(window_seconds)}. "
-        f"Please try again in {_window_text(retry_after)}.",
+        f"Please try again in {_duration_text(retry_after)}.",
         retry_after_seconds=retry_after,
+        resets_at=resets_at,
     )
 
 
@@ -79,10 +91,17 @@ async def prune(session: AsyncSession, *, older_than: datetime, limit: int | Non
 
 
 def _window_text(seconds: int) -> str:
+    """A window as in "per minute", "per 2 hours"."""
+    text = _duration_text(seconds)
+    return text.removeprefix("1 ")
+
+
+def _duration_text(seconds: int) -> str:
+    """A wait as in "in 1 minute", "in 45 seconds" (rounded to whole minutes past one)."""
     if seconds >= 3600 and seconds % 3600 == 0:
         hours = seconds // 3600
-        return "hour" if hours == 1 else f"{hours} hours"
+        return "1 hour" if hours == 1 else f"{hours} hours"
     if seconds >= 60:
         minutes = max(1, round(seconds / 60))
-        return "minute" if minutes == 1 else f"{minutes} minutes"
-    return "second" if seconds == 1 else f"{seconds} seconds"
+        return "1 minute" if minutes == 1 else f"{minutes} minutes"
+    return "1 second" if seconds == 1 else f"{seconds} seconds"

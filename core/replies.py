@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, outbox, repository, sla
+from core import audit, outbox, ratelimit, repository, sla
 from core.access import Actor, TicketRef, denied, load_actor, load_ticket
 from core.context import Core
 from core.enums import Audience, Role, Status
@@ -20,9 +19,12 @@ from core.models import ChatMessage, Reply, ReplyEdit, Ticket
 from core.outbox import OutboxKind
 from core.tickets import apply_status, clean_idempotency_key
 from core.validation import BODY_MAX, clean_text
-from core.views import ReplyView
+from core.views import ReplyView, TicketView
 
 log = logging.getLogger("core.replies")
+
+MESSAGE_BUCKET = "message_write"
+MESSAGE_WHAT = "write or edit a message"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,28 @@ class ChatOrigin:
     audience: Audience
     channel_id: str
     ts: str
+
+
+@dataclass(frozen=True)
+class Composer:
+    """What the reply form offers its actor, decided on the rows as they are now."""
+
+    ticket: TicketView
+    # The actor is staff: the form offers "internal note" (preselected) or "reply to customer".
+    # Otherwise it can only send a public reply on the actor's own ticket.
+    staff_form: bool
+
+
+async def open_composer(core: Core, *, actor_id: int, ticket: TicketRef, note: bool) -> Composer:
+    """The reply form for `ticket`. `note` is the person's intent (they asked to write an
+    internal note): refused for someone who is not staff now, never offered as a public reply."""
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        row = await load_ticket(session, actor, ticket)
+        if note and not actor.is_staff:
+            raise denied(actor, "reply.internal", "Only support staff can write internal notes.")
+        view = await repository.ticket_view(session, row)
+        return Composer(ticket=view, staff_form=actor.is_staff)
 
 
 async def add_reply(
@@ -44,7 +68,8 @@ async def add_reply(
     origin: ChatOrigin | None = None,
     idempotency_key: str | None = None,
 ) -> ReplyView:
-    """Add a public reply or (staff only) an internal note; a repeated key returns the first."""
+    """Add a public reply or (staff only) an internal note; a repeated key returns the first
+    (and is not counted again against the actor's message limit)."""
     text = clean_text(body, field="message", max_length=BODY_MAX, required=True)
     idempotency_key = clean_idempotency_key(idempotency_key)
     try:
@@ -99,12 +124,16 @@ async def _add(
 ) -> ReplyView:
     if internal and not actor.is_staff:
         raise denied(actor, "reply.internal", "Only support staff can write internal notes.")
+    if origin is not None and origin.audience is Audience.STAFF and not actor.is_staff:
+        # A staff thread is a staff surface whatever its marker says.
+        raise denied(actor, "reply.staff_thread", "Only support staff can write in a staff thread.")
     if row.status == Status.CLOSED.value:
         raise TicketClosed(
             f"Ticket #{row.number} is closed, so this message was not added. "
             "Open a new ticket with /ticket new if you need more help."
         )
     now = core.clock.now()
+    await _count_message(core, session, actor, now)
     reply = Reply(
         ticket_id=row.id,
         author_id=actor.id,
@@ -179,7 +208,8 @@ def _relay_targets(internal: bool, origin: ChatOrigin | None) -> list[tuple[Audi
 async def edit_reply(core: Core, *, actor_id: int, reply_id: int, body: str) -> ReplyView:
     """The author changes a reply's text within the edit window; the old text is kept.
 
-    An edit cannot turn a note public or a reply internal: the flag is not an input."""
+    An edit cannot turn a note public or a reply internal: the flag is not an input. An edit
+    that changes the text counts against the actor's message limit (see _count_message)."""
     text = clean_text(body, field="message", max_length=BODY_MAX, required=True)
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
@@ -194,6 +224,7 @@ async def edit_reply(core: Core, *, actor_id: int, reply_id: int, body: str) -> 
             raise EditWindowExpired(f"Messages can only be edited within {hours:g} hours.")
         if text == reply.body:
             return (await repository.reply_views(session, [reply]))[0]
+        await _count_message(core, session, actor, now)
         session.add(
             ReplyEdit(
                 reply_id=reply.id, previous_body=reply.body, edited_at=now, edited_by_id=actor.id
@@ -213,6 +244,24 @@ async def edit_reply(core: Core, *, actor_id: int, reply_id: int, body: str) -> 
         _sync_copies(session, reply, row, OutboxKind.REPLY_COPIES_UPDATE, now)
         await session.flush()
         return (await repository.reply_views(session, [reply]))[0]
+
+
+async def _count_message(core: Core, session: AsyncSession, actor: Actor, now: datetime) -> None:
+    """Count one written message against the actor's limit before anything is written; past
+    it, RateLimited (the increment rolls back with the refused call).
+
+    Replies, notes and edits share one budget: an edit costs what a new message costs (a
+    history row, an audit entry, every copy in Slack updated), and separate budgets would only
+    let a script write twice as much by alternating the two."""
+    await ratelimit.consume(
+        session,
+        actor_id=actor.id,
+        bucket=MESSAGE_BUCKET,
+        limit=core.settings.message_limit,
+        window_seconds=core.settings.message_window_seconds,
+        now=now,
+        what=MESSAGE_WHAT,
+    )
 
 
 async def delete_reply(core: Core, *, actor_id: int, reply_id: int) -> None:
@@ -236,6 +285,17 @@ async def delete_reply(core: Core, *, actor_id: int, reply_id: int) -> None:
             reply_id=reply.id,
         )
         _sync_copies(session, reply, row, OutboxKind.REPLY_COPIES_DELETE, now)
+
+
+async def reply_to_edit(core: Core, *, actor_id: int, reply_id: int) -> ReplyView:
+    """The reply its author is about to edit. A reply the actor may not see, on a ticket they
+    may not see, deleted or missing, answers the same NotFound: nothing can be probed."""
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        reply, _ = await _load_reply(session, actor, reply_id)
+        if reply.author_id != actor.id:
+            raise denied(actor, "reply.edit", "Only the author can edit a message.")
+        return (await repository.reply_views(session, [reply]))[0]
 
 
 async def reply_history(core: Core, *, actor_id: int, reply_id: int) -> list[str]:
@@ -297,8 +357,3 @@ async def reply_for_audience(core: Core, *, reply_id: int, audience: Audience) -
                 log.error("refused to render a note for a customer", extra={"reply_id": reply_id})
             return None
         return (await repository.reply_views(session, [reply]))[0]
-
-
-async def ticket_id_of_reply(core: Core, *, reply_id: int) -> uuid.UUID | None:
-    async with core.db.transaction() as session:
-        return await session.scalar(select(Reply.ticket_id).where(Reply.id == reply_id))

@@ -21,7 +21,7 @@ def user_view(user: User) -> UserView:
         email=user.email,
         role=Role(user.role),
         company_id=user.company_id,
-        is_active=user.is_active,
+        is_active=user.can_act,
     )
 
 

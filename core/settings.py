@@ -59,6 +59,13 @@ class CoreSettings(BaseSettings):
     ticket_create_window_seconds: int = Field(3600, ge=1)
     search_limit: int = Field(30, ge=1, description="searches an actor may run per window")
     search_window_seconds: int = Field(60, ge=1)
+    # Replies, notes and edits together. A person typing in a thread, even one who splits a
+    # thought into many short lines, stays well under 30 a minute; a script posts dozens a
+    # second. A minute's window also means someone who does hit it waits a minute at most.
+    message_limit: int = Field(
+        30, ge=1, description="replies, notes and edits an actor may write per window"
+    )
+    message_window_seconds: int = Field(60, ge=1)
     reply_edit_window_hours: float = Field(24, gt=0)
 
     sla_targets: Annotated[dict[Priority, timedelta], NoDecode, BeforeValidator(_parse_targets)] = (
@@ -148,4 +155,10 @@ class CoreSettings(BaseSettings):
     @property
     def longest_rate_limit_window(self) -> timedelta:
         """The longest of the rate-limit windows (a counter older than this no longer counts)."""
-        return timedelta(seconds=max(self.ticket_create_window_seconds, self.search_window_seconds))
+        return timedelta(
+            seconds=max(
+                self.ticket_create_window_seconds,
+                self.search_window_seconds,
+                self.message_window_seconds,
+            )
+        )

@@ -99,9 +99,15 @@ async def create_ticket(
     category_id: int | None = None,
     customer_id: int | None = None,
     idempotency_key: str | None = None,
+    copied_from_staff: bool = False,
+    customer_may_see_confirmed: bool = False,
 ) -> TicketView:
     """Open a ticket for `customer_id` (default: the actor); a repeated idempotency key returns
     the ticket the first call created.
+
+    `copied_from_staff`: the title and description were copied from a staff surface (a note,
+    the staff channel). Such text is internal until the person opening the ticket confirms
+    that the customer, who is shown both, may read it (`customer_may_see_confirmed`).
 
     The reads are one query (the actor, with the ticket of an earlier call with the same key,
     the customer named and the category chosen) and, on PostgreSQL, the writes are one
@@ -110,6 +116,12 @@ async def create_ticket(
     description = clean_text(description, field="description", max_length=BODY_MAX, required=False)
     level = parse_enum(Priority, priority, field="priority")
     idempotency_key = clean_idempotency_key(idempotency_key)
+    if copied_from_staff and not customer_may_see_confirmed:
+        raise ValidationFailed(
+            "This text was copied from a staff conversation and the customer will see it: "
+            "remove anything internal, then confirm.",
+            field="customer_may_see",
+        )
     try:
         async with core.db.transaction() as session:
             actor, existing, named, chosen = await _load_for_creation(
@@ -142,7 +154,9 @@ async def create_ticket(
                 sla_breach_at=breach_at,
                 idempotency_key=idempotency_key,
             )
-            details = {"customer_id": customer.id, "priority": level.value}
+            details: dict[str, Any] = {"customer_id": customer.id, "priority": level.value}
+            if copied_from_staff:
+                details["copied_from_staff"] = True  # (and confirmed by the actor)
             if core.db.dialect == "postgresql":
                 await _write_in_one_statement(core, session, ticket, details)
             else:
@@ -416,7 +430,7 @@ def _ticket_customer(actor: Actor, customer_id: int | None, customer: User | Non
             "You can only open tickets for yourself.",
             customer_id=customer_id,
         )
-    if customer is None or not customer.is_active or customer.role != Role.CUSTOMER.value:
+    if customer is None or not customer.can_act or customer.role != Role.CUSTOMER.value:
         raise ValidationFailed("Choose an active customer for the ticket.", field="customer")
     if not actor.covers_company(customer.company_id):
         raise denied(
@@ -800,25 +814,62 @@ async def assign_ticket(
 async def _check_assignee(session: AsyncSession, assignee: User | None, ticket: Ticket) -> None:
     if assignee is None:
         raise ValidationFailed("That user does not exist.", field="assignee")
-    if not assignee.is_active:
-        raise ValidationFailed(
-            f"{assignee.display_name} is deactivated and cannot be assigned.", field="assignee"
-        )
+    problem = await _assignee_problem(session, assignee, ticket)
+    if problem is not None:
+        raise ValidationFailed(problem, field="assignee")
+
+
+async def _assignee_problem(session: AsyncSession, assignee: User, ticket: Ticket) -> str | None:
+    """Why `assignee` may not hold `ticket` (None: they may), decided on rows loaded now."""
+    if not assignee.can_act:
+        return f"{assignee.display_name} is deactivated and cannot be assigned."
     role = Role(assignee.role)
     if role.is_global_staff:
-        return
+        return None
     if role is Role.CORPORATE:
         # Corporate staff may take tickets of their own companies only (checked on fresh rows).
         if ticket.company_id is not None and ticket.company_id in await company_scope(
             session, assignee
         ):
-            return
-        raise ValidationFailed(
-            f"{assignee.display_name} does not cover this ticket's company.", field="assignee"
-        )
-    raise ValidationFailed(
-        f"{assignee.display_name} is not support staff and cannot be assigned.", field="assignee"
+            return None
+        return f"{assignee.display_name} does not cover this ticket's company."
+    return f"{assignee.display_name} is not support staff and cannot be assigned."
+
+
+async def release_assignments(
+    session: AsyncSession, user: User, *, actor_id: int | None, now: datetime
+) -> int:
+    """Unassign every ticket `user` may no longer hold (after a demotion, a deactivation, a
+    lost company): audited, cards refreshed. Part of the caller's transaction, on its rows;
+    returns how many tickets were released."""
+    rows = await session.scalars(
+        select(Ticket)
+        .where(Ticket.assignee_id == user.id, Ticket.deleted_at.is_(None))
+        .order_by(Ticket.number)
+        .with_for_update(of=Ticket)
     )
+    released = 0
+    for row in list(rows):
+        reason = await _assignee_problem(session, user, row)
+        if reason is None:
+            continue
+        row.assignee_id = None
+        row.updated_at = now
+        audit.record(
+            session,
+            actor_id=actor_id,
+            action="ticket.unassigned",
+            ticket_id=row.id,
+            now=now,
+            previous_assignee_id=user.id,
+            assignee_id=None,
+            reason=reason,
+        )
+        _refresh_card(session, row, now)
+        released += 1
+    if released:
+        log.info("assignments released", extra={"user_id": user.id, "tickets": released})
+    return released
 
 
 async def delete_ticket(
@@ -881,5 +932,26 @@ async def ticket_snapshot(core: Core, *, ticket_id: uuid.UUID) -> TicketView | N
     async with core.db.transaction() as session:
         row = await session.get(Ticket, ticket_id)
         if row is None:
+            return None
+        return await repository.ticket_view(session, row)
+
+
+async def ticket_for_recipient(
+    core: Core, *, ticket_id: uuid.UUID, user_id: int
+) -> TicketView | None:
+    """System read for delivery: the ticket, if the person about to be told about it may see
+    it now (active, not deleted in chat, by their role and companies as they are at this
+    moment); None otherwise, and the message is not sent."""
+    async with core.db.transaction() as session:
+        row = await session.get(Ticket, ticket_id)
+        user = await session.get(User, user_id)
+        if row is None or user is None or not user.can_act:
+            return None
+        actor = await actor_of(session, user_id, user)
+        if not actor.can_see(row):
+            log.info(
+                "not telling someone who may not see the ticket",
+                extra={"user_id": user_id, "ticket": row.number},
+            )
             return None
         return await repository.ticket_view(session, row)

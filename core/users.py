@@ -14,6 +14,7 @@ from core.context import Core
 from core.enums import Role
 from core.models import CompanyDomain, User
 from core.repository import user_view
+from core.tickets import release_assignments
 from core.validation import single_line
 from core.views import UserView
 
@@ -41,20 +42,24 @@ async def provision_user(
     slack_user_id: str,
     display_name: str,
     email: str | None,
-    active: bool,
+    chat_account_deleted: bool = False,
     bootstrap_admin_ids: Collection[str] = (),
 ) -> UserView:
-    """Create or refresh the user behind a chat id from their profile.
+    """Create or refresh the user behind a chat id from their chat profile.
 
-    New users are customers, except bootstrap admins. The company comes from the email domain
-    when the user has none yet. A deleted or bot profile makes the user inactive."""
+    The profile supplies the name, the email, the company (while the user has none) and
+    whether the chat account was deleted. It never changes what the desk decided: the role
+    and the desk's own active flag. A new user is a customer, or an admin when listed in
+    `bootstrap_admin_ids`: that list is read on first contact only, so an admin who demotes
+    a bootstrap admin is not undone by the demoted person's next request."""
     name = single_line(display_name or slack_user_id, field="name", max_length=200)
     email = (email or "").strip()[:320] or None
+    args = (slack_user_id, name, email, chat_account_deleted, bootstrap_admin_ids)
     try:
-        return await _provision(core, slack_user_id, name, email, active, bootstrap_admin_ids)
+        return await _provision(core, *args)
     except IntegrityError:
         # Another replica provisioned the same user a moment ago: the retry finds the row.
-        return await _provision(core, slack_user_id, name, email, active, bootstrap_admin_ids)
+        return await _provision(core, *args)
 
 
 async def _provision(
@@ -62,20 +67,24 @@ async def _provision(
     slack_user_id: str,
     name: str,
     email: str | None,
-    active: bool,
+    chat_account_deleted: bool,
     bootstrap_admin_ids: Collection[str],
 ) -> UserView:
     now = core.clock.now()
     async with core.db.transaction() as session:
-        user = await session.scalar(select(User).where(User.slack_user_id == slack_user_id))
+        user = await session.scalar(
+            select(User).where(User.slack_user_id == slack_user_id).with_for_update()
+        )
         if user is None:
+            bootstrap = slack_user_id in bootstrap_admin_ids and not chat_account_deleted
             user = User(
                 slack_user_id=slack_user_id,
                 display_name=name,
                 email=email,
-                role=Role.CUSTOMER.value,
+                role=(Role.ADMIN if bootstrap else Role.CUSTOMER).value,
                 company_id=await company_for_email(session, email),
-                is_active=active,
+                is_active=True,
+                chat_account_deleted=chat_account_deleted,
                 created_at=now,
                 updated_at=now,
             )
@@ -84,30 +93,47 @@ async def _provision(
             audit.record(
                 session, actor_id=None, action="user.provisioned", now=now, user_id=user.id
             )
-        else:
-            changed = (user.display_name, user.email, user.is_active) != (name, email, active)
-            user.display_name, user.email, user.is_active = name, email, active
-            if user.company_id is None:
-                company_id = await company_for_email(session, email)
-                if company_id is not None:
-                    user.company_id = company_id
-                    changed = True
-            if changed:
+            if bootstrap:
+                audit.record(
+                    session,
+                    actor_id=None,
+                    action="user.role_changed",
+                    now=now,
+                    user_id=user.id,
+                    previous=Role.CUSTOMER.value,
+                    role=Role.ADMIN.value,
+                    via="ADMIN_USER_IDS",
+                )
+                log.info("bootstrap admin", extra={"user_id": user.id})
+            return user_view(user)
+        if (user.display_name, user.email) != (name, email):
+            user.display_name, user.email = name, email
+            user.updated_at = now
+        if user.company_id is None:
+            company_id = await company_for_email(session, email)
+            if company_id is not None:
+                user.company_id = company_id
                 user.updated_at = now
-        if slack_user_id in bootstrap_admin_ids and user.role != Role.ADMIN.value and active:
+        if chat_account_deleted and not user.chat_account_deleted:
+            user.chat_account_deleted = True
             audit.record(
                 session,
                 actor_id=None,
-                action="user.role_changed",
+                action="user.chat_account_deleted",
                 now=now,
                 user_id=user.id,
-                previous=user.role,
-                role=Role.ADMIN.value,
-                via="ADMIN_USER_IDS",
             )
-            log.info("bootstrap admin", extra={"user_id": user.id})
-            user.role = Role.ADMIN.value
-            user.updated_at = now
+            # Gone from chat: their assignments are released like a deactivation's.
+            await release_assignments(session, user, actor_id=None, now=now)
+        elif not chat_account_deleted and user.chat_account_deleted:
+            user.chat_account_deleted = False
+            audit.record(
+                session,
+                actor_id=None,
+                action="user.chat_account_restored",
+                now=now,
+                user_id=user.id,
+            )
         return user_view(user)
 
 

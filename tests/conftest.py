@@ -87,6 +87,7 @@ def settings_for(database_url: str, **overrides: object) -> CoreSettings:
         "database_url": database_url,
         "ticket_create_limit": 10_000,
         "search_limit": 10_000,
+        "message_limit": 10_000,
     }
     values.update(overrides)
     return CoreSettings(_env_file=None, **values)  # type: ignore[call-arg]

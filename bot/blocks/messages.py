@@ -228,6 +228,17 @@ def closed_thread_notice(number: int) -> Message:
     return f"Ticket #{number} is closed; your message was not added.", [section(line)]
 
 
+def rate_limited_thread_notice(number: int, refusal: str) -> Message:
+    """Told once per rate-limit window to whoever writes in a ticket's thread too fast:
+    `refusal` is the error text (limit and wait); what they write meanwhile is not recorded.
+    The text is the whole notice, so it also reads as an ephemeral or a notification."""
+    line = (
+        f"{refusal}\nUntil then, what you write in this thread is not added to "
+        f"ticket *#{number}*; please send it again after the wait."
+    )
+    return line, [section(line)]
+
+
 # --------------------------------------------------------------------------------------------
 # lists
 

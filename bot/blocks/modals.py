@@ -31,6 +31,9 @@ from core.enums import Priority, Status
 from core.validation import BODY_MAX, REASON_MAX, TITLE_MAX
 from core.views import CategoryView, ReplyView, TicketView
 
+# The value of the create modal's "the customer may see this" confirmation.
+CUSTOMER_MAY_SEE_CONFIRMED = "confirmed"
+
 # Long text split over sections leaves room for Slack counting some characters twice.
 CHUNK = SECTION_TEXT - 100
 
@@ -88,8 +91,19 @@ def create_ticket_modal(
     metadata: CreateTicketPayload,
     customer_slack_id: str | None = None,
 ) -> Json:
-    """The 'New ticket' modal; staff also pick the customer (empty: themselves)."""
-    blocks: list[Json] = [
+    """The 'New ticket' modal; staff also pick the customer, who will see the title and
+    description. Text copied from a staff surface (`metadata.copied_from_staff`) comes with a
+    warning and a confirmation the person must tick: it is internal until they do."""
+    copied = bool(metadata.copied_from_staff)
+    blocks: list[Json] = []
+    if copied:
+        blocks.append(
+            section(
+                ":warning: *This text was copied from a staff conversation.* The customer "
+                "will see the title and the description: remove anything internal first."
+            )
+        )
+    blocks += [
         input_block(
             block_id=Block.TITLE,
             label="Title",
@@ -102,7 +116,11 @@ def create_ticket_modal(
                 Action.DESCRIPTION, max_length=BODY_MAX, multiline=True, initial=description
             ),
             optional=True,
-            hint="What happened, what you expected, and anything you already tried.",
+            hint=(
+                "The customer sees the title and this description."
+                if staff or copied
+                else "What happened, what you expected, and anything you already tried."
+            ),
         ),
         input_block(
             block_id=Block.PRIORITY,
@@ -147,6 +165,23 @@ def create_ticket_modal(
                 hint="Staff open tickets on behalf of a customer.",
             )
         )
+    if copied:
+        blocks.append(
+            input_block(
+                block_id=Block.CUSTOMER_MAY_SEE,
+                label="Before you open it",
+                element={
+                    "type": "checkboxes",
+                    "action_id": Action.CUSTOMER_MAY_SEE,
+                    "options": [
+                        option(
+                            "The customer may see this title and description",
+                            CUSTOMER_MAY_SEE_CONFIRMED,
+                        )
+                    ],
+                },
+            )
+        )
     return _modal(
         title="New ticket",
         submit="Open ticket",
@@ -168,6 +203,16 @@ VISIBILITY_OPTIONS: dict[Visibility, Json] = {
         description="Sent to the customer's conversation with the bot.",
     ),
 }
+
+
+def customer_may_see_confirmed(values: dict[str, dict[str, Json]]) -> bool:
+    """Whether the create modal's confirmation (text copied from staff) was ticked."""
+    block = values.get(Block.CUSTOMER_MAY_SEE.value)
+    element = block.get(Action.CUSTOMER_MAY_SEE.value) if isinstance(block, dict) else None
+    chosen = element.get("selected_options") if isinstance(element, dict) else None
+    return isinstance(chosen, list) and any(
+        isinstance(o, dict) and o.get("value") == CUSTOMER_MAY_SEE_CONFIRMED for o in chosen
+    )
 
 
 def reply_modal(ticket: TicketView, *, staff: bool, internal_default: bool = True) -> Json:
@@ -194,7 +239,9 @@ def reply_modal(ticket: TicketView, *, staff: bool, internal_default: bool = Tru
                 },
             )
         )
-    metadata = ReplyModalPayload(ticket_id=ticket.id, internal_default=internal_default)
+    metadata = ReplyModalPayload(
+        ticket_id=ticket.id, staff_form=staff, internal_default=internal_default
+    )
     return _modal(
         title=truncate(f"Ticket #{ticket.number}" if staff else f"Reply to #{ticket.number}", 24),
         submit="Send",

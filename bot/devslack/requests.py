@@ -18,6 +18,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from bot.ids import Action, Block, Callback, Visibility
+
 if TYPE_CHECKING:
     from bot.devslack.server import FakeSlack
 
@@ -572,8 +574,10 @@ def event_callback_body(
     api_app_id: str = DEFAULT_APP_ID,
     event_time: int | None = None,
     bot_user_id: str = DEFAULT_BOT_USER_ID,
+    is_ext_shared_channel: bool = False,
 ) -> SlackRequest:
-    """An Events API event_callback envelope around `event` (JSON)."""
+    """An Events API event_callback envelope around `event` (JSON); `is_ext_shared_channel`
+    says the event happened in a channel shared with another organisation."""
     payload: JSONDict = {
         "token": VERIFICATION_TOKEN,
         "team_id": team_id,
@@ -593,7 +597,7 @@ def event_callback_body(
                 "is_enterprise_install": False,
             }
         ],
-        "is_ext_shared_channel": False,
+        "is_ext_shared_channel": is_ext_shared_channel,
         "event_context": secrets.token_hex(16),
     }
     return SlackRequest(body=json.dumps(payload), content_type=JSON, payload=payload, kind="event")
@@ -746,9 +750,11 @@ class SlackUser:
     name: str | None = None
     fake: FakeSlack | None = field(default=None, repr=False)
 
-    def trigger_id(self) -> str:
-        """A fresh trigger_id for one interaction."""
-        return self.fake.issue_trigger(self.user_id) if self.fake else make_trigger_id()
+    def trigger_id(self, action: str | None = None) -> str:
+        """A fresh trigger_id for one interaction (`action`: the button clicked)."""
+        if self.fake is None:
+            return make_trigger_id()
+        return self.fake.issue_trigger(self.user_id, action=action)
 
     def response_url(
         self, channel_id: str, *, message_ts: str | None = None, ephemeral: bool = False
@@ -764,6 +770,9 @@ class SlackUser:
         self, text: str = "", *, channel_id: str, command: str = "/ticket"
     ) -> SlackRequest:
         """The user types `{command} {text}` in `channel_id`."""
+        words = text.split(None, 2)
+        if self.fake is not None and len(words) == 3 and words[0].lower() in ("note", "reply"):
+            self.fake.record_intent(self.user_id, words[2], internal=words[0].lower() == "note")
         return slash_command_body(
             command=command,
             text=text,
@@ -801,7 +810,7 @@ class SlackUser:
             view=view,
             message=msg,
             channel=channel_id,
-            trigger_id=self.trigger_id(),
+            trigger_id=self.trigger_id(action_id),
             team_id=self.team_id,
             response_url=url,
             is_ephemeral=ephemeral,
@@ -813,6 +822,8 @@ class SlackUser:
         self, view: Mapping[str, Any] | Any, values: Mapping[str, Mapping[str, Any]] | None = None
     ) -> SlackRequest:
         """The user submits a modal with the given {block_id: {action_id: value}}."""
+        if self.fake is not None:
+            _record_what_was_meant(self.fake, self.user_id, _as_dict(view), values or {})
         return view_submission_body(
             user_id=self.user_id,
             view=view,
@@ -856,3 +867,48 @@ class SlackUser:
     def opens_home(self) -> SlackRequest:
         """The user opens the app's Home tab."""
         return event_callback_body(app_home_opened_event(user=self.user_id), team_id=self.team_id)
+
+
+def _chosen(values: Mapping[str, Mapping[str, Any]], block: str, action: str) -> Any:
+    """A submitted value as the tests give it: plain, or an element state with an option."""
+    value = (values.get(block) or {}).get(action)
+    if isinstance(value, Mapping):
+        option = value.get("selected_option")
+        if isinstance(option, Mapping):
+            return option.get("value")
+        chosen = value.get("selected_options")
+        if isinstance(chosen, list):
+            return [o.get("value") for o in chosen if isinstance(o, Mapping)]
+        return value.get("value")
+    return value
+
+
+def _record_what_was_meant(
+    fake: FakeSlack, user_id: str, view: JSONDict, values: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Note in the fake what the person meant by a reply or create form, independently of
+    the bot: the leak scanner holds the bot to it."""
+    callback = view.get("callback_id")
+    if callback == Callback.REPLY:
+        body = _chosen(values, Block.BODY, Action.BODY)
+        if not isinstance(body, str):
+            return
+        choice = _chosen(values, Block.VISIBILITY, Action.VISIBILITY)
+        inputs = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
+        if choice is not None:
+            internal = choice != Visibility.PUBLIC
+        elif Block.VISIBILITY in inputs:
+            internal = True  # (the preselected choice)
+        else:
+            internal = fake.opened_by(view.get("id")) == Action.NOTE_OPEN
+        fake.record_intent(user_id, body, internal=internal)
+    elif callback == Callback.CREATE_TICKET:
+        ticked = _chosen(values, Block.CUSTOMER_MAY_SEE, Action.CUSTOMER_MAY_SEE) or []
+        if ticked:
+            for block, action in (
+                (Block.TITLE, Action.TITLE),
+                (Block.DESCRIPTION, Action.DESCRIPTION),
+            ):
+                text = _chosen(values, block, action)
+                if isinstance(text, str):
+                    fake.record_confirmed_public(user_id, text)

@@ -83,6 +83,8 @@ class RecordedCall:
     injected: bool = False
     http_verb: str = "POST"
     token: str | None = None
+    # Set once the answer is recorded: tests wait on it instead of polling.
+    answered: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -153,6 +155,25 @@ class FakeChannel:
     im_user: str | None = None
     is_archived: bool = False
     created: int = 1700000000
+    # Slack Connect: the other organisations' team ids the channel is shared with.
+    shared_with: set[str] = field(default_factory=set)
+    # While the channel was public or shared, everything in it could be read outside its
+    # members; once it stops being so, messages up to this change mark (FakeSlack.mark())
+    # stay counted as seen.
+    exposed_through: int | None = None
+
+    @property
+    def is_exposed(self) -> bool:
+        """Readable beyond its invited members: public, or shared with another organisation."""
+        if self.is_im or self.is_mpim:
+            return False
+        return not self.is_private or bool(self.shared_with)
+
+    def exposes(self, message: StoredMessage) -> bool:
+        """Whether `message` could ever be read beyond the channel's invited members."""
+        if self.is_exposed:
+            return True
+        return self.exposed_through is not None and message.created_seq <= self.exposed_through
 
     @property
     def channel_type(self) -> str:
@@ -173,8 +194,9 @@ class FakeChannel:
             "is_mpim": self.is_mpim,
             "is_private": self.is_private or self.is_im or self.is_mpim,
             "is_org_shared": False,
-            "is_ext_shared": False,
-            "is_shared": False,
+            "is_ext_shared": bool(self.shared_with),
+            "is_shared": bool(self.shared_with),
+            "is_pending_ext_shared": False,
         }
         if self.is_im:
             info.update({"user": self.im_user, "is_user_deleted": False, "is_open": True})
@@ -230,6 +252,9 @@ class StoredMessage:
     replies: list[str] = field(default_factory=list)
     via: str = "chat.postMessage"
     seq: int = 0
+    created_seq: int = 0
+    # System messages (channel_convert_to_public, ...) carry their subtype.
+    subtype: str | None = None
 
     @property
     def is_reply(self) -> bool:
@@ -255,7 +280,9 @@ class StoredMessage:
             msg["attachments"] = copy.deepcopy(self.attachments)
         if self.thread_ts is not None:
             msg["thread_ts"] = self.thread_ts
-        if self.is_reply and self.reply_broadcast:
+        if self.subtype is not None:
+            msg["subtype"] = self.subtype
+        elif self.is_reply and self.reply_broadcast:
             msg["subtype"] = "thread_broadcast"
         if self.replies:
             msg["reply_count"] = len(self.replies)
@@ -427,6 +454,15 @@ class FaultRule:
         return not (self.until is not None and self.until())
 
 
+@dataclass(frozen=True)
+class Intent:
+    """Text a person wrote, and whether they meant it as internal."""
+
+    user: str
+    text: str
+    internal: bool
+
+
 @dataclass
 class _Trigger:
     """A trigger_id handed out via issue_trigger (or seen once for the first time)."""
@@ -435,6 +471,8 @@ class _Trigger:
     issued_at: float
     used: bool = False
     expired: bool = False
+    # The button (action_id) whose click handed this trigger out, if it was a click.
+    action: str | None = None
 
 
 @dataclass
@@ -639,6 +677,8 @@ class FakeSlack:
         self._messages: dict[str, list[StoredMessage]] = {}
         self._ephemerals: list[EphemeralMessage] = []
         self._views: dict[str, FakeView] = {}
+        self.intents: list[Intent] = []
+        self.confirmed_public: list[Intent] = []
         self._home_views: dict[str, str] = {}
         self._dm_by_user: dict[str, str] = {}
         self._mpims: dict[frozenset[str], str] = {}
@@ -816,9 +856,130 @@ class FakeSlack:
         """Remove a user from a channel."""
         self.channels[channel_id].members.discard(user_id)
 
-    def archive_channel(self, channel_id: str) -> None:
+    # Changes people make to a channel in Slack's client. Each returns the events Slack sends
+    # the app about it, in Slack's documented shapes (wrap each in event_callback_body).
+
+    def archive_channel(self, channel_id: str, *, by: str = "") -> list[JSONDict]:
         """Archive a channel: posting to it then fails with is_archived."""
-        self.channels[channel_id].is_archived = True
+        channel = self.channels[channel_id]
+        channel.is_archived = True
+        kind = "group_archive" if channel.is_private else "channel_archive"
+        return [{"type": kind, "channel": channel_id, "user": by, "event_ts": self.next_ts()}]
+
+    def unarchive_channel(self, channel_id: str, *, by: str = "") -> list[JSONDict]:
+        """Unarchive a channel."""
+        channel = self.channels[channel_id]
+        channel.is_archived = False
+        kind = "group_unarchive" if channel.is_private else "channel_unarchive"
+        return [{"type": kind, "channel": channel_id, "user": by, "event_ts": self.next_ts()}]
+
+    def make_public(self, channel_id: str, *, by: str) -> list[JSONDict]:
+        """A private channel is made public: from now on everyone in the workspace can read it,
+        its history included. Slack announces it by a channel_convert_to_public message."""
+        channel = self._convertible(channel_id, private=True)
+        channel.is_private = False
+        notice = self._store_message(
+            channel_id,
+            user=by,
+            text="made this channel *public*. Any member in this workspace can see and join it.",
+            blocks=[],
+            thread_ts=None,
+            bot_id=None,
+            via="system",
+            subtype="channel_convert_to_public",
+        )
+        return [self.message_event(notice)]
+
+    def make_private(self, channel_id: str, *, by: str) -> list[JSONDict]:
+        """A public channel is made private again (announced by a channel_convert_to_private
+        message); what was posted while it was public stays counted as seen."""
+        channel = self._convertible(channel_id, private=False)
+        channel.is_private = True
+        self._end_exposure(channel)
+        notice = self._store_message(
+            channel_id,
+            user=by,
+            text="made this channel *private*. Now, it can only be viewed or joined by invitation.",
+            blocks=[],
+            thread_ts=None,
+            bot_id=None,
+            via="system",
+            subtype="channel_convert_to_private",
+        )
+        return [self.message_event(notice)]
+
+    def share_channel(self, channel_id: str, *, team_id: str) -> list[JSONDict]:
+        """The channel is shared with another organisation (Slack Connect)."""
+        channel = self.channels[channel_id]
+        channel.shared_with.add(team_id)
+        event = {"type": "channel_shared", "connected_team_id": team_id, "channel": channel_id}
+        return [{**event, "event_ts": self.next_ts()}]
+
+    def unshare_channel(self, channel_id: str, *, team_id: str) -> list[JSONDict]:
+        """The other organisation is disconnected from the channel."""
+        channel = self.channels[channel_id]
+        channel.shared_with.discard(team_id)
+        if not channel.is_exposed:
+            self._end_exposure(channel)
+        return [
+            {
+                "type": "channel_unshared",
+                "previously_connected_team_id": team_id,
+                "channel": channel_id,
+                "is_ext_shared": bool(channel.shared_with),
+                "event_ts": self.next_ts(),
+            }
+        ]
+
+    def kick(self, channel_id: str, user_id: str, *, by: str) -> list[JSONDict]:
+        """`by` removes `user_id` from the channel. For the bot, Slack sends it channel_left
+        (group_left for a private channel) and member_left_channel."""
+        channel = self.channels[channel_id]
+        channel.members.discard(user_id)
+        events: list[JSONDict] = []
+        if user_id == self.bot_user_id:
+            kind = "group_left" if channel.is_private else "channel_left"
+            events.append(
+                {"type": kind, "channel": channel_id, "actor_id": by, "event_ts": self.next_ts()}
+            )
+        events.append(
+            {
+                "type": "member_left_channel",
+                "user": user_id,
+                "channel": channel_id,
+                "channel_type": "G" if channel.is_private else "C",
+                "team": self.users[user_id].team_id if user_id in self.users else self.team_id,
+                "event_ts": self.next_ts(),
+            }
+        )
+        return events
+
+    def invite(self, channel_id: str, user_id: str, *, by: str) -> list[JSONDict]:
+        """`by` invites `user_id` into the channel (member_joined_channel)."""
+        channel = self.channels[channel_id]
+        channel.members.add(user_id)
+        return [
+            {
+                "type": "member_joined_channel",
+                "user": user_id,
+                "channel": channel_id,
+                "channel_type": "G" if channel.is_private else "C",
+                "team": self.users[user_id].team_id if user_id in self.users else self.team_id,
+                "inviter": by,
+                "event_ts": self.next_ts(),
+            }
+        ]
+
+    def _convertible(self, channel_id: str, *, private: bool) -> FakeChannel:
+        channel = self.channels[channel_id]
+        if channel.is_im or channel.is_mpim or channel.is_private is not private:
+            kind = "private" if private else "public"
+            raise ValueError(f"{channel_id} is not a {kind} channel")
+        return channel
+
+    def _end_exposure(self, channel: FakeChannel) -> None:
+        """The channel stops being readable beyond its members: remember what was exposed."""
+        channel.exposed_through = self._seq
 
     def open_dm(self, user_id: str) -> str:
         """Return the bot's DM channel with `user_id`, creating it on first use."""
@@ -868,12 +1029,31 @@ class FakeSlack:
         """A `message` event for `message`, with the right channel_type."""
         return message.to_event(self.channels[message.channel].channel_type)
 
-    def issue_trigger(self, user_id: str | None = None) -> str:
-        """Hand out a trigger_id bound to `user_id`, as Slack does with each interaction."""
+    def issue_trigger(self, user_id: str | None = None, *, action: str | None = None) -> str:
+        """Hand out a trigger_id bound to `user_id`, as Slack does with each interaction
+        (`action`: the button clicked, remembered for `opened_by`)."""
         now = self.now()
         trigger_id = f"{next(self._ids)}.{int(now)}.{secrets.token_hex(16)}"
-        self._triggers[trigger_id] = _Trigger(user=user_id, issued_at=now)
+        self._triggers[trigger_id] = _Trigger(user=user_id, issued_at=now, action=action)
         return trigger_id
+
+    def opened_by(self, view_id: str | None) -> str | None:
+        """The button whose click opened the modal `view_id` (None: not opened by a click)."""
+        view = self._views.get(str(view_id))
+        trigger = self._triggers.get(view.trigger_id or "") if view is not None else None
+        return trigger.action if trigger is not None else None
+
+    # ----------------------------------------------------------------- what people meant
+
+    def record_intent(self, user_id: str, text: str, *, internal: bool) -> None:
+        """What a person meant when they wrote `text`: an internal note or a public reply.
+        The leak scanner compares what customers saw with what staff meant as internal,
+        whatever the bot stored."""
+        self.intents.append(Intent(user=user_id, text=text, internal=internal))
+
+    def record_confirmed_public(self, user_id: str, text: str) -> None:
+        """A person confirmed that a customer may read `text` (copied from a staff surface)."""
+        self.confirmed_public.append(Intent(user=user_id, text=text, internal=False))
 
     def expire_trigger(self, trigger_id: str) -> None:
         """Mark a trigger_id expired, as if the 3-second window had passed."""
@@ -1095,6 +1275,7 @@ class FakeSlack:
         """Record the answer on the call and build the HTTP response."""
         call.response = body
         call.status = status
+        call.answered.set()
         return web.json_response(body, status=status, headers=dict(headers or {}))
 
     # ----------------------------------------------------------------- helpers for handlers
@@ -1163,6 +1344,7 @@ class FakeSlack:
         reply_broadcast: bool = False,
         unfurl_links: bool | None = None,
         unfurl_media: bool | None = None,
+        subtype: str | None = None,
     ) -> StoredMessage:
         """Append a message to a channel, threading it under its root if thread_ts is set."""
         parent: StoredMessage | None = None
@@ -1188,12 +1370,14 @@ class FakeSlack:
             unfurl_links=unfurl_links,
             unfurl_media=unfurl_media,
             via=via,
+            subtype=subtype,
         )
         if parent is not None:
             parent.thread_ts = parent.ts
             parent.replies.append(msg.ts)
         self._messages.setdefault(channel_id, []).append(msg)
         self._touch(msg)
+        msg.created_seq = msg.seq
         return msg
 
     def _store_bot_message(
@@ -1311,12 +1495,19 @@ class FakeSlack:
                 return {"user": user.to_api()}
         raise SlackApiFailure("users_not_found")
 
-    async def _conversations_info(self, params: JSONDict) -> JSONDict:
-        """conversations.info: channel metadata."""
+    def _visible_channel(self, params: Mapping[str, Any]) -> FakeChannel:
+        """The channel named by the `channel` param as the bot may see it: a private channel
+        the bot is not in does not exist for it (channel_not_found), as on Slack."""
         channel = self.channels.get(self._require(params, "channel", "channel_not_found"))
         if channel is None:
             raise SlackApiFailure("channel_not_found")
-        return {"channel": channel.to_api(self.bot_user_id)}
+        if channel.is_private and self.bot_user_id not in channel.members:
+            raise SlackApiFailure("channel_not_found")
+        return channel
+
+    async def _conversations_info(self, params: JSONDict) -> JSONDict:
+        """conversations.info: channel metadata."""
+        return {"channel": self._visible_channel(params).to_api(self.bot_user_id)}
 
     async def _conversations_open(self, params: JSONDict) -> JSONDict:
         """conversations.open: the bot's DM (or group DM) with the given users, stable per user."""
@@ -1365,9 +1556,7 @@ class FakeSlack:
 
     async def _conversations_members(self, params: JSONDict) -> JSONDict:
         """conversations.members: the member ids of a channel."""
-        channel = self.channels.get(self._require(params, "channel", "channel_not_found"))
-        if channel is None:
-            raise SlackApiFailure("channel_not_found")
+        channel = self._visible_channel(params)
         return {"members": sorted(channel.members), "response_metadata": {"next_cursor": ""}}
 
     def _page(
@@ -1757,6 +1946,7 @@ class FakeSlack:
         """Record and answer a response_url call with plain text, as Slack does."""
         call.response = {"ok": status == 200, **({} if status == 200 else {"error": text})}
         call.status = status
+        call.answered.set()
         return web.Response(text=text, status=status, content_type="text/plain")
 
     # ----------------------------------------------------------------- inspection helpers
@@ -1897,17 +2087,17 @@ class FakeSlack:
     ) -> list[VisibleItem]:
         """Everything `user_id` could ever have seen: channel/DM messages and replies (every
         version, deleted ones too), ephemerals sent to them, and views opened/published for them.
-        Public channels count for everyone unless include_public=False."""
+        Messages of a channel while it was public (or shared with another organisation) count
+        for everyone unless include_public=False."""
         items: list[VisibleItem] = []
         for channel_id, msgs in self._messages.items():
             channel = self.channels.get(channel_id)
             if channel is None:
                 continue
-            public = include_public and not channel.is_private and not channel.is_im
-            if user_id not in channel.members and not public:
-                continue
+            member = user_id in channel.members
             for msg in msgs:
-                items.extend(self._message_items(msg, include_history))
+                if member or (include_public and channel.exposes(msg)):
+                    items.extend(self._message_items(msg, include_history))
         for eph in self._ephemerals:
             if eph.user != user_id:
                 continue
@@ -1943,14 +2133,16 @@ class FakeSlack:
         return items
 
     def visible_publicly(self, *, include_history: bool = True) -> list[VisibleItem]:
-        """Every message ever posted to a non-private channel."""
+        """Every message that was ever in a non-private channel: one that is public or shared
+        with another organisation now, or was at some time after the message was posted."""
         items: list[VisibleItem] = []
         for channel_id, msgs in self._messages.items():
             channel = self.channels.get(channel_id)
-            if channel is None or channel.is_private or channel.is_im or channel.is_mpim:
+            if channel is None:
                 continue
             for msg in msgs:
-                items.extend(self._message_items(msg, include_history))
+                if channel.exposes(msg):
+                    items.extend(self._message_items(msg, include_history))
         return items
 
     def find_visible(self, user_id: str, needle: str, *, raw: bool = False) -> list[VisibleItem]:

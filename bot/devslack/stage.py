@@ -116,6 +116,7 @@ class Stage:
             "run_scheduler": False,
             "ticket_create_limit": 1000,
             "search_limit": 1000,
+            "message_limit": 1000,
             "identity_cache_seconds": 0,
         }
         values.update(self.settings_overrides)

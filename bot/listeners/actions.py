@@ -22,7 +22,6 @@ from bot.payloads import (
 from bot.runtime import Runtime
 from core import admin, chat, replies, tickets
 from core.access import TicketRef
-from core.errors import NotFound
 from core.tickets import TRANSITIONS
 from core.views import UserView
 
@@ -32,6 +31,11 @@ log = logging.getLogger("bot.actions")
 def _value(body: dict[str, Any]) -> Any:
     actions = body.get("actions") or [{}]
     return actions[0].get("value") if isinstance(actions[0], dict) else None
+
+
+def _action_id(body: dict[str, Any]) -> str | None:
+    actions = body.get("actions") or [{}]
+    return actions[0].get("action_id") if isinstance(actions[0], dict) else None
 
 
 async def _ticket_for(runtime: Runtime, actor: UserView, body: dict[str, Any]) -> Any:
@@ -115,8 +119,12 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await ack()
         if not await _first_delivery(runtime, body):
             return
-        ticket = await _ticket_for(runtime, actor, body)
-        view = modals.reply_modal(ticket, staff=actor.role.is_staff, internal_default=True)
+        ref: TicketRef = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
+        # The button says what the person means; the core says, on fresh rows, what they may.
+        composer = await replies.open_composer(
+            runtime.core, actor_id=actor.id, ticket=ref, note=_action_id(body) == Action.NOTE_OPEN
+        )
+        view = modals.reply_modal(composer.ticket, staff=composer.staff_form, internal_default=True)
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.action(Action.SHOW_TICKET.value)
@@ -156,16 +164,11 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         if not await _first_delivery(runtime, body):
             return
         payload = EditReplyPayload.parse(_value(body))
-        reply_id = payload.reply_id  # type: ignore[attr-defined]
-        ticket_id = await replies.ticket_id_of_reply(runtime.core, reply_id=reply_id)
-        detail = (
-            await tickets.get_ticket(runtime.core, actor_id=actor.id, ticket=ticket_id)
-            if ticket_id
-            else None
+        reply = await replies.reply_to_edit(
+            runtime.core,
+            actor_id=actor.id,
+            reply_id=payload.reply_id,  # type: ignore[attr-defined]
         )
-        reply = next((r for r in detail.replies if r.id == reply_id), None) if detail else None
-        if reply is None:
-            raise NotFound("That message was not found.")
         await client.views_open(trigger_id=body["trigger_id"], view=modals.edit_reply_modal(reply))
 
     @app.action(Action.HOME_NEW_TICKET.value)

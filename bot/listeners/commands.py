@@ -239,8 +239,14 @@ async def _role(
     changed = await admin.change_role(
         runtime.core, actor_id=actor.id, user_id=target.id, role=cmd.role
     )
-    runtime.identity.invalidate(cmd.user_id)
-    await _say(respond, f":white_check_mark: {_name(changed)} is now {changed.role.value}.")
+    text = f":white_check_mark: {_name(changed)} is now {changed.role.value}."
+    if not changed.role.is_staff:
+        staff = runtime.settings.staff_channel_id
+        text += (
+            f" Tickets they can no longer hold were unassigned. If they are in <#{staff}>, remove "
+            "them from it: internal notes are posted there."
+        )
+    await _say(respond, text)
 
 
 async def _category_add(

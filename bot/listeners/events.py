@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import staff_channel
 from bot.blocks import home, messages
 from bot.errors import user_message
 from bot.ids import NOTE_REACTION, REPLY_MARKER, REPLY_REACTION
@@ -22,7 +23,7 @@ from bot.listeners.registry import Registry
 from bot.runtime import Runtime
 from core import chat, replies, tickets
 from core.enums import Audience
-from core.errors import DomainError, TicketClosed, Unavailable
+from core.errors import DomainError, RateLimited, TicketClosed, Unavailable
 from core.replies import ChatOrigin
 from core.views import UserView
 
@@ -57,6 +58,7 @@ def split_marker(text: str) -> tuple[bool, str]:
 
 def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     registry.events.update({"message.im", "message.groups", "app_home_opened"})
+    _register_staff_channel_events(app, runtime, registry)
 
     @app.event("message")
     @runtime.track
@@ -85,6 +87,29 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             return
         actor = await runtime.identity.resolve(user_id)
         await client.views_publish(user_id=user_id, view=await _home_view(runtime, actor))
+
+
+def _register_staff_channel_events(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
+    """Slack events that can make the staff channel unsafe for notes (or safe again) make the
+    guard check it at once (bot.staff_channel). Registered before the `message` listener: the
+    conversion subtypes arrive as messages, and bolt runs the first listener that matches."""
+    # message.channels: a channel made public announces it as a message in a public channel.
+    registry.events.update({"message.channels", *staff_channel.CHANGE_EVENTS})
+
+    async def recheck_staff_channel(event: dict[str, Any]) -> None:
+        guard = runtime.staff_channel
+        if guard is None or not guard.concerns(event):
+            return
+        cause = str(event.get("subtype") or event.get("type"))
+        try:
+            await guard.recheck(cause=cause)
+        except Unavailable:  # nothing recorded: the periodic recheck records it later
+            log.warning("staff channel check not recorded", extra={"cause": cause})
+
+    tracked = runtime.track(recheck_staff_channel)
+    app.event({"type": "message", "subtype": staff_channel.CONVERSION_SUBTYPES})(tracked)
+    for name in staff_channel.CHANGE_EVENTS:
+        app.event(name)(tracked)
 
 
 async def _home_view(runtime: Runtime, actor: UserView) -> dict[str, Any]:
@@ -144,8 +169,9 @@ async def _staff_thread_message(
     thread_ts: str,
     text: str,
 ) -> None:
-    if channel != runtime.settings.staff_channel_id or not actor.role.is_staff:
+    if channel != runtime.settings.staff_channel_id:
         return
+    # Without the marker the person means a note; the core refuses anyone not staff now.
     public, body = split_marker(text)
     try:
         await replies.add_reply(
@@ -160,10 +186,16 @@ async def _staff_thread_message(
     except DomainError as error:
         if isinstance(error, Unavailable):
             raise
+        if isinstance(error, RateLimited):
+            if not await _first_refusal_in_window(runtime, actor, error):
+                return
+            text, _ = messages.rate_limited_thread_notice(owner.number, user_message(error))
+        else:
+            text = user_message(error)
         await tell_user(
             runtime,
             user_id=actor.slack_user_id,
-            text=user_message(error),
+            text=text,
             channel_id=channel,
             thread_ts=thread_ts,
         )
@@ -204,7 +236,24 @@ async def _customer_thread_message(
             channel=channel, thread_ts=thread_ts, text=text, blocks=blocks
         )
         return
+    except RateLimited as error:
+        if await _first_refusal_in_window(runtime, actor, error):
+            text, blocks = messages.rate_limited_thread_notice(owner.number, user_message(error))
+            await client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, text=text, blocks=blocks
+            )
+        return
     runtime.wake_outbox()
+
+
+async def _first_refusal_in_window(runtime: Runtime, actor: UserView, error: RateLimited) -> bool:
+    """Whether to answer this refusal: someone flooding a thread is told once per rate-limit
+    window, not once per refused message (a flood of bot messages would spend the bot's own
+    Slack rate limit). The claim is in the shared database, so every replica agrees."""
+    if error.resets_at is None:
+        return True
+    key = f"notice:rate_limited:{actor.id}:{error.resets_at.isoformat()}"
+    return await chat.claim_delivery(runtime.core, key=key)
 
 
 async def _on_edit(runtime: Runtime, event: dict[str, Any]) -> None:
@@ -228,6 +277,10 @@ async def _on_edit(runtime: Runtime, event: dict[str, Any]) -> None:
     except DomainError as error:
         if isinstance(error, Unavailable):
             raise
+        if isinstance(error, RateLimited) and not await _first_refusal_in_window(
+            runtime, actor, error
+        ):
+            return
         await tell_user(
             runtime,
             user_id=user_id,

@@ -12,7 +12,8 @@ from bot.ids import Callback
 from bot.listeners.registry import Registry
 from bot.payloads import CreateTicketPayload
 from bot.runtime import Runtime
-from core import admin
+from core import admin, chat
+from core.enums import Audience
 from core.views import UserView
 
 
@@ -28,12 +29,29 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         message = shortcut.get("message") or {}
         text = str(message.get("text") or "")
         first_line = text.strip().splitlines()[0] if text.strip() else ""
+        channel = (shortcut.get("channel") or {}).get("id")
+        copied = await _from_staff_surface(runtime, channel, message)
         categories = await admin.list_categories(runtime.core)
         view = modals.create_ticket_modal(
             categories=categories,
             title=first_line[:150],
             description=text[:3000],
             staff=actor.role.is_staff,
-            metadata=CreateTicketPayload(channel_id=(shortcut.get("channel") or {}).get("id")),
+            metadata=CreateTicketPayload(channel_id=channel, copied_from_staff=copied or None),
         )
         await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+
+
+async def _from_staff_surface(runtime: Runtime, channel: Any, message: dict[str, Any]) -> bool:
+    """Whether a message was written where only staff read: the staff or managers' channel,
+    or a ticket's staff thread wherever it is. Its text is internal until someone confirms."""
+    if not isinstance(channel, str):
+        return True  # (unknown origin: the cautious answer)
+    settings = runtime.settings
+    if channel in (settings.staff_channel_id, settings.manager_channel_id):
+        return True
+    thread_ts = message.get("thread_ts") or message.get("ts")
+    if not isinstance(thread_ts, str):
+        return False
+    owner = await chat.owner_of_thread(runtime.core, channel_id=channel, ts=thread_ts)
+    return owner is not None and owner.audience is Audience.STAFF

@@ -8,6 +8,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.blocks import modals
 from bot.blocks.text import escape, single_line
 from bot.errors import field_errors, internal_field_errors, user_message
 from bot.ids import Action, Block, Callback, Visibility
@@ -61,6 +62,19 @@ def _submission(runtime: Runtime, handler: Submission) -> Callable[..., Awaitabl
     return listener
 
 
+def _meant_internal(payload: Any, values: dict[str, dict[str, Any]]) -> bool:
+    """What the person meant, from the form they were shown, never from their role: on the
+    staff form only an explicit "reply to customer" is public (mistakes fail towards
+    internal); the customer form only replies. The core then decides whether they may."""
+    staff_form = payload.staff_form
+    if staff_form is None:
+        staff_form = Block.VISIBILITY.value in values
+    if not staff_form:
+        return False
+    choice = input_value(values, Block.VISIBILITY, Action.VISIBILITY)
+    return bool(choice != Visibility.PUBLIC.value)
+
+
 def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     registry.views.update(
         {
@@ -73,7 +87,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     )
 
     async def create(view: dict[str, Any], actor: UserView) -> str | None:
-        CreateTicketPayload.parse(view.get("private_metadata") or "{}")
+        metadata = CreateTicketPayload.parse(view.get("private_metadata") or "{}")
         values = view_values(view)
         customer_id = None
         picked = input_value(values, Block.CUSTOMER, Action.CUSTOMER)
@@ -99,6 +113,8 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             category_id=category_id,
             customer_id=customer_id,
             idempotency_key=f"view:{view.get('id')}" if view.get("id") else None,
+            copied_from_staff=bool(metadata.copied_from_staff),  # type: ignore[attr-defined]
+            customer_may_see_confirmed=modals.customer_may_see_confirmed(values),
         )
         if actor.role.is_staff:
             who = escape(single_line(ticket.customer.display_name))
@@ -108,9 +124,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     async def reply(view: dict[str, Any], actor: UserView) -> str | None:
         payload = ReplyModalPayload.parse(view.get("private_metadata"))
         values = view_values(view)
-        # Fail towards internal: only an explicit "public" choice by staff reaches the customer.
-        choice = input_value(values, Block.VISIBILITY, Action.VISIBILITY)
-        internal = actor.role.is_staff and choice != Visibility.PUBLIC.value
+        internal = _meant_internal(payload, values)
         await replies.add_reply(
             runtime.core,
             actor_id=actor.id,

@@ -6,6 +6,7 @@ in a non-private channel or in a customer's ephemeral message fails the test."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -18,9 +19,13 @@ from core.db import Database
 from tests.conftest import settings_for, truncate_all
 
 
-@pytest.fixture
-async def stage(database: Database, database_url: str, clock: FrozenClock) -> AsyncIterator[Stage]:
-    core = Core(db=database, settings=settings_for(database_url), clock=clock)
+@asynccontextmanager
+async def running_stage(
+    database: Database, database_url: str, clock: FrozenClock, **settings: object
+) -> AsyncIterator[Stage]:
+    """The bot on the test's database with the suite's core settings (`settings` overrides
+    some); the leak scanner runs when it ends, and every table is emptied."""
+    core = Core(db=database, settings=settings_for(database_url, **settings), clock=clock)
     try:
         async with Stage(database_url=database_url, clock=clock, core=core) as running:
             yield running
@@ -29,6 +34,12 @@ async def stage(database: Database, database_url: str, clock: FrozenClock) -> As
             assert not leaks, f"internal notes leaked: {leaks}"
     finally:
         await truncate_all(database)
+
+
+@pytest.fixture
+async def stage(database: Database, database_url: str, clock: FrozenClock) -> AsyncIterator[Stage]:
+    async with running_stage(database, database_url, clock) as running:
+        yield running
 
 
 @pytest.fixture

@@ -530,7 +530,7 @@ def test_reply_modal_for_staff_preselects_internal() -> None:
     body = inputs[Block.BODY]["element"]
     assert body["multiline"] is True and body["max_length"] == 3000
     metadata = ReplyModalPayload.parse(view["private_metadata"])
-    assert metadata == ReplyModalPayload(ticket_id=t.id, internal_default=True)
+    assert metadata == ReplyModalPayload(ticket_id=t.id, staff_form=True, internal_default=True)
 
 
 def test_reply_modal_public_default_and_customer_version() -> None:
@@ -541,6 +541,33 @@ def test_reply_modal_public_default_and_customer_version() -> None:
     customer = modals.reply_modal(t, staff=False)
     check_view(customer)
     assert Block.VISIBILITY not in _inputs(customer)
+    assert ReplyModalPayload.parse(customer["private_metadata"]).staff_form is False  # type: ignore[attr-defined]
+
+
+def test_create_modal_with_text_copied_from_staff_warns_and_asks_for_confirmation() -> None:
+    metadata = CreateTicketPayload(channel_id="CSTAFF", copied_from_staff=True)
+    view = modals.create_ticket_modal(
+        categories=[], title="From a note", description="words", staff=True, metadata=metadata
+    )
+    check_view(view)
+    assert "copied from a staff conversation" in view["blocks"][0]["text"]["text"]
+    confirm = _inputs(view)[Block.CUSTOMER_MAY_SEE]
+    assert confirm["element"]["type"] == "checkboxes" and not confirm.get("optional")
+    ticked = {
+        Block.CUSTOMER_MAY_SEE.value: {
+            Action.CUSTOMER_MAY_SEE.value: {
+                "type": "checkboxes",
+                "selected_options": [{"value": modals.CUSTOMER_MAY_SEE_CONFIRMED}],
+            }
+        }
+    }
+    assert modals.customer_may_see_confirmed(ticked) is True
+    assert modals.customer_may_see_confirmed({}) is False
+    plain = modals.create_ticket_modal(
+        categories=[], staff=True, metadata=CreateTicketPayload(channel_id="CDM")
+    )
+    assert Block.CUSTOMER_MAY_SEE not in _inputs(plain)
+    assert "customer sees" in _inputs(plain)[Block.DESCRIPTION]["hint"]["text"]
 
 
 def test_status_modal_offers_the_allowed_statuses_and_a_public_reason() -> None:

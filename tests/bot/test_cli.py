@@ -134,6 +134,19 @@ async def test_check_fails_in_plain_words_for_a_public_staff_channel(slack, sqli
     ]
 
 
+async def test_check_fails_for_a_staff_channel_shared_with_another_organisation(
+    slack, sqlite_url, tmp_path
+):
+    slack.share_channel(STAFF, team_id="T0OTHERORG")
+    code, output = await run_bot("check", env=environment(slack, sqlite_url), cwd=tmp_path)
+    assert code == 1
+    assert lines(output, "FAIL") == [
+        f"FAIL STAFF_CHANNEL_ID {STAFF} (#support-triage) is shared with another organisation "
+        "(Slack Connect): internal notes are posted there. Stop sharing it or use another "
+        "private channel"
+    ]
+
+
 async def test_check_fails_for_a_token_slack_refuses(slack, sqlite_url, tmp_path):
     env = environment(slack, sqlite_url, SLACK_BOT_TOKEN="xoxb-not-the-right-token")
     code, output = await run_bot("check", env=env, cwd=tmp_path)

@@ -274,6 +274,63 @@ async def test_not_in_channel_and_archived(client: AsyncWebClient, fake: FakeSla
     assert err.value.response["error"] == "is_archived"
 
 
+async def test_channel_changes_answer_as_slack_and_produce_its_events(
+    client: AsyncWebClient, fake: FakeSlack
+) -> None:
+    [public] = fake.make_public(PRIVATE, by=STAFF)
+    assert public["type"] == "message" and public["subtype"] == "channel_convert_to_public"
+    assert public["channel"] == PRIVATE and public["channel_type"] == "channel"
+    assert (await client.conversations_info(channel=PRIVATE))["channel"]["is_private"] is False
+    [private] = fake.make_private(PRIVATE, by=STAFF)
+    assert private["subtype"] == "channel_convert_to_private"
+    assert private["channel_type"] == "group"
+
+    [shared] = fake.share_channel(PRIVATE, team_id="T0OTHER")
+    assert shared == {
+        "type": "channel_shared",
+        "connected_team_id": "T0OTHER",
+        "channel": PRIVATE,
+        "event_ts": shared["event_ts"],
+    }
+    info = (await client.conversations_info(channel=PRIVATE))["channel"]
+    assert info["is_ext_shared"] is True and info["is_shared"] is True
+    [unshared] = fake.unshare_channel(PRIVATE, team_id="T0OTHER")
+    assert unshared["type"] == "channel_unshared" and unshared["is_ext_shared"] is False
+
+    left, member_left = fake.kick(PRIVATE, fake.bot_user_id, by=STAFF)
+    assert left == {
+        "type": "group_left",
+        "channel": PRIVATE,
+        "actor_id": STAFF,
+        "event_ts": left["event_ts"],
+    }
+    assert member_left["type"] == "member_left_channel" and member_left["channel_type"] == "G"
+    # A private channel the bot is not in does not exist for it.
+    for method in (client.conversations_info, client.conversations_members):
+        with pytest.raises(SlackApiError) as err:
+            await method(channel=PRIVATE)
+        assert err.value.response["error"] == "channel_not_found"
+    [joined] = fake.invite(PRIVATE, fake.bot_user_id, by=STAFF)
+    assert joined["type"] == "member_joined_channel" and joined["inviter"] == STAFF
+    [archived] = fake.archive_channel(PRIVATE, by=STAFF)
+    assert archived["type"] == "group_archive" and archived["user"] == STAFF
+    assert (await client.conversations_info(channel=PRIVATE))["channel"]["is_archived"] is True
+
+
+async def test_a_channel_public_for_a_while_counts_its_messages_as_seen(fake: FakeSlack) -> None:
+    before = fake.post_as_user(PRIVATE, STAFF, "written while private")
+    fake.make_public(PRIVATE, by=STAFF)
+    during = fake.post_as_user(PRIVATE, STAFF, "written while public")
+    fake.make_private(PRIVATE, by=STAFF)
+    after = fake.post_as_user(PRIVATE, STAFF, "written once private again")
+
+    seen = [item.source for item in fake.visible_publicly()]
+    assert any(m is before for m in seen) and any(m is during for m in seen)
+    assert not any(m is after for m in seen)
+    assert any(item.source is during for item in fake.visible_to(CUSTOMER))
+    assert not any(item.source is after for item in fake.visible_to(CUSTOMER))
+
+
 async def test_invalid_blocks_are_rejected(client: AsyncWebClient) -> None:
     bad = [{"type": "header", "text": {"type": "mrkdwn", "text": "no"}}]
     with pytest.raises(SlackApiError) as err:
@@ -421,10 +478,7 @@ async def test_timeout_fault(fake: FakeSlack) -> None:
     with pytest.raises(asyncio.TimeoutError):
         await impatient.chat_postMessage(channel=PRIVATE, text="processed anyway")
     call = fake.calls_to("chat.postMessage")[-1]
-    for _ in range(100):
-        if call.response is not None:
-            break
-        await asyncio.sleep(0.02)
+    await asyncio.wait_for(call.answered.wait(), timeout=10)
     assert call.injected and call.ok
     assert [m.text for m in fake.messages(PRIVATE)] == ["processed anyway"]
 

@@ -7,7 +7,7 @@ import json
 from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, MANAGER, STAFF_CHANNEL
 from bot.payloads import EditReplyPayload
 from core.enums import Status
-from tests.bot.e2e_support import detail, open_ticket
+from tests.bot.e2e_support import detail, last_ephemeral, open_ticket
 
 
 def card_now(stage, opened):
@@ -277,15 +277,16 @@ async def test_edit_reply_modal_edits_text_but_never_visibility(stage):
     note = next(r for r in (await detail(stage, opened.number)).replies if r.id == note.id)
     assert note.body == edited_text and note.is_internal
     assert not stage.fake.find_visible(CUSTOMER.user_id, secret)
-    # someone else may not edit it
     await stage.act(
         stage.user(MANAGER).click(
             "reply_edit_open", value=value, message=opened.card, channel_id=STAFF_CHANNEL
         )
     )
-    other_view = stage.fake.views_opened(MANAGER.user_id)[-1]
+    # someone else is refused at the button already, and a forged submission of the form too
+    assert not stage.fake.views_opened(MANAGER.user_id)
+    assert "FORBIDDEN" in last_ephemeral(stage, MANAGER)
     response = await stage.act(
-        stage.user(MANAGER).submit(other_view.to_api(), {"body_block": {"body": "hijacked"}})
+        stage.user(MANAGER).submit(edit_view.to_api(), {"body_block": {"body": "hijacked"}})
     )
     assert response.json["response_action"] == "errors"
     assert "FORBIDDEN" in response.json["errors"]["body_block"]

@@ -12,8 +12,25 @@ from bot.runtime import Runtime
 
 MANIFEST = Path(__file__).resolve().parents[2] / "app_manifest.yml"
 
-# Each event subscription needs its history scope.
-EVENT_SCOPES = {"message.im": "im:history", "message.groups": "groups:history"}
+# Each event subscription needs its scopes: the history scope of its messages, or the read
+# scope of its channels (channel_* public, group_* private, member_* and channel_shared both).
+EVENT_SCOPES = {
+    "message.im": {"im:history"},
+    "message.groups": {"groups:history"},
+    "message.channels": {"channels:history"},
+    "channel_archive": {"channels:read"},
+    "channel_unarchive": {"channels:read"},
+    "channel_rename": {"channels:read"},
+    "channel_left": {"channels:read"},
+    "channel_shared": {"channels:read", "groups:read"},
+    "channel_unshared": {"channels:read", "groups:read"},
+    "group_archive": {"groups:read"},
+    "group_unarchive": {"groups:read"},
+    "group_rename": {"groups:read"},
+    "group_left": {"groups:read"},
+    "member_joined_channel": {"channels:read", "groups:read"},
+    "member_left_channel": {"channels:read", "groups:read"},
+}
 
 
 def registered(runtime_stub) -> object:
@@ -54,11 +71,8 @@ def test_manifest_has_the_scopes_the_code_needs():
         "reactions:write",
         "groups:read",
     }
-    required |= {
-        EVENT_SCOPES[e]
-        for e in manifest["settings"]["event_subscriptions"]["bot_events"]
-        if e in EVENT_SCOPES
-    }
+    for event in manifest["settings"]["event_subscriptions"]["bot_events"]:
+        required |= EVENT_SCOPES.get(event, set())
     assert required <= scopes
 
 

@@ -29,13 +29,18 @@ MakeStage = Callable[..., Awaitable[Stage]]
 async def make_stage(
     database: Database, database_url: str, clock: FrozenClock
 ) -> AsyncIterator[MakeStage]:
-    """A Stage with settings overrides (READINESS_MAX_BACKLOG, time-outs, ...)."""
+    """A Stage with settings overrides (time-outs, ...), optionally with the server's own
+    delivery worker loop running (`run_worker_task`)."""
     started: list[Stage] = []
 
-    async def make(**overrides: Any) -> Stage:
+    async def make(*, run_worker_task: bool = False, **overrides: Any) -> Stage:
         core = Core(db=database, settings=core_settings(database_url), clock=clock)
         stage = Stage(
-            database_url=database_url, clock=clock, core=core, settings_overrides=overrides
+            database_url=database_url,
+            clock=clock,
+            core=core,
+            settings_overrides=overrides,
+            run_worker_task=run_worker_task,
         )
         await stage.start()
         started.append(stage)
@@ -97,19 +102,19 @@ async def test_healthz_answers_ok_while_the_process_runs(stage):
     assert status == 200 and body == {"status": "ok"}
 
 
-async def test_readyz_is_ok_when_database_slack_and_backlog_are_fine(stage):
+async def test_readyz_is_ok_when_database_slack_and_staff_channel_are_fine(stage):
     status, _, body = await get(stage, "/readyz")
     assert status == 200
+    # This stage's server runs no delivery worker of its own: there is no worker check.
     assert body == {
         "status": "ok",
-        "checks": {"database": "ok", "outbox": "ok", "slack": "ok"},
+        "checks": {"database": "ok", "staff_channel": "ok", "slack": "ok"},
     }
 
 
-async def test_readyz_is_503_naming_the_outbox_when_the_backlog_exceeds_the_limit(make_stage):
-    stage = await make_stage(readiness_max_backlog=1)
+async def test_readyz_ignores_the_outbox_backlog_which_stays_a_metric(stage):
     customer = stage.user(CUSTOMER)
-    # Open a ticket without letting the worker deliver: card and confirmation wait (2 > 1).
+    # Open a ticket without letting the worker deliver: card and confirmation wait.
     await stage.send(customer.slash_command("new Printer on fire", channel_id=stage.dm(CUSTOMER)))
     await stage.runtime.wait_idle()
     view = stage.fake.views_opened(CUSTOMER.user_id)[-1]
@@ -118,14 +123,48 @@ async def test_readyz_is_503_naming_the_outbox_when_the_backlog_exceeds_the_limi
     await stage.runtime.wait_idle()
 
     status, _, body = await get(stage, "/readyz")
-    assert status == 503
-    assert body["status"] == "unready" and body["failing"] == ["outbox"]
-    assert body["checks"]["outbox"] == "2 messages waiting (limit 1)"
-    assert body["checks"]["database"] == "ok" and body["checks"]["slack"] == "ok"
-
-    await stage.settle()  # delivered: ready again
-    status, _, body = await get(stage, "/readyz")
     assert status == 200, body
+    assert "outbox" not in body["checks"]
+    assert value(await scrape(stage), "ticketbot_outbox_backlog") == 2
+
+
+async def test_readyz_checks_the_delivery_worker_of_its_own_process(make_stage):
+    stage = await make_stage(run_worker_task=True)
+    assert stage.server is not None and stage.server.worker is not None
+    status, _, body = await get(stage, "/readyz")
+    assert status == 200 and body["checks"]["worker"] == "ok"
+
+    stage.server.worker.stop()  # the loop ends: this process delivers nothing any more
+    for _ in range(100):
+        if not stage.server.worker.running:
+            break
+        await asyncio.sleep(0.01)
+    status, _, body = await get(stage, "/readyz")
+    assert status == 503
+    assert body["failing"] == ["worker"]
+    assert body["checks"]["worker"] == "the delivery worker is not running"
+
+
+async def test_readyz_is_503_when_the_delivery_worker_of_its_process_is_stuck(
+    make_stage, monkeypatch
+):
+    stage = await make_stage(
+        run_worker_task=True, outbox_lease_seconds=0.1, outbox_poll_seconds=0.02
+    )
+    assert (await get(stage, "/readyz"))[0] == 200
+    stuck = asyncio.Event()
+
+    async def claim_that_never_returns(*args: Any, **kwargs: Any) -> list[Any]:
+        stuck.set()
+        await asyncio.Event().wait()
+        return []
+
+    monkeypatch.setattr("core.outbox.claim_batch", claim_that_never_returns)
+    await asyncio.wait_for(stuck.wait(), timeout=5)
+    await asyncio.sleep(0.3)  # past the limit: max(lease, 3 polls) = 0.1 s
+    status, _, body = await get(stage, "/readyz")
+    assert status == 503 and body["failing"] == ["worker"]
+    assert body["checks"]["worker"].startswith("the delivery worker has not run for")
 
 
 async def test_readyz_is_503_when_slack_refuses_the_token_on_the_next_recheck(stage, clock):
@@ -194,7 +233,7 @@ async def test_readyz_names_an_unreachable_database(make_stage):
         await gone.close()
     assert status == 503
     assert body["checks"]["database"].startswith("unreachable (")
-    assert body["checks"]["outbox"] == "unknown"
+    assert body["failing"] == ["database"]  # the staff channel: this process's own last check
 
 
 # ------------------------------------------------------------------------------------ metrics

@@ -67,29 +67,86 @@ async def test_provisioned_user_joins_company_by_email_domain(core):
     boss = await make_user(core, Role.ADMIN)
     company = await admin.create_company(core, actor_id=boss.id, name="Acme", domains=["Acme.io"])
     user = await users.provision_user(
-        core, slack_user_id="U1", display_name="Wile", email="wile@acme.io", active=True
+        core, slack_user_id="U1", display_name="Wile", email="wile@acme.io"
     )
     assert user.company_id == company.id and user.role is Role.CUSTOMER
     stranger = await users.provision_user(
-        core, slack_user_id="U2", display_name="Road", email="road@runner.org", active=True
+        core, slack_user_id="U2", display_name="Road", email="road@runner.org"
     )
     assert stranger.company_id is None
 
 
-async def test_bootstrap_admin_and_refresh_of_profile(core):
+async def test_bootstrap_admin_is_made_admin_on_first_contact(core):
     first = await users.provision_user(
         core,
         slack_user_id="UADMIN",
         display_name="Ada",
         email=None,
-        active=True,
         bootstrap_admin_ids={"UADMIN"},
     )
     assert first.role is Role.ADMIN
     again = await users.provision_user(
-        core, slack_user_id="UADMIN", display_name="Ada L.", email=None, active=False
+        core, slack_user_id="UADMIN", display_name="Ada L.", email=None
     )
-    assert again.display_name == "Ada L." and not again.is_active and again.role is Role.ADMIN
+    assert again.display_name == "Ada L." and again.role is Role.ADMIN
+
+
+async def test_a_demoted_bootstrap_admin_stays_demoted_on_profile_refresh(core):
+    boss = await make_user(core, Role.ADMIN)
+    bootstrap = await users.provision_user(
+        core, slack_user_id="UBOOT", display_name="Boot", email=None, bootstrap_admin_ids={"UBOOT"}
+    )
+    await admin.change_role(core, actor_id=boss.id, user_id=bootstrap.id, role=Role.AGENT)
+    refreshed = await users.provision_user(
+        core, slack_user_id="UBOOT", display_name="Boot", email=None, bootstrap_admin_ids={"UBOOT"}
+    )
+    assert refreshed.role is Role.AGENT
+    assert (await users.get_user(core, user_id=bootstrap.id)).role is Role.AGENT
+
+
+async def test_an_existing_user_listed_later_is_not_promoted_by_a_refresh(core):
+    known = await users.provision_user(core, slack_user_id="ULATER", display_name="L", email=None)
+    refreshed = await users.provision_user(
+        core, slack_user_id="ULATER", display_name="L", email=None, bootstrap_admin_ids={"ULATER"}
+    )
+    assert known.role is Role.CUSTOMER and refreshed.role is Role.CUSTOMER
+
+
+async def test_a_deactivated_user_stays_deactivated_on_profile_refresh(core):
+    boss = await make_user(core, Role.ADMIN)
+    person = await users.provision_user(core, slack_user_id="UOFF", display_name="O", email=None)
+    await admin.set_active(core, actor_id=boss.id, user_id=person.id, active=False)
+    refreshed = await users.provision_user(core, slack_user_id="UOFF", display_name="O", email=None)
+    assert refreshed.is_active is False
+    with pytest.raises(Forbidden):
+        await create_ticket(core, actor_id=person.id, title="Let me back in")
+
+
+async def test_an_account_deleted_in_chat_is_refused_and_restored_with_the_profile(core):
+    person = await users.provision_user(core, slack_user_id="UDEL", display_name="D", email=None)
+    gone = await users.provision_user(
+        core, slack_user_id="UDEL", display_name="D", email=None, chat_account_deleted=True
+    )
+    assert gone.is_active is False
+    with pytest.raises(Forbidden):
+        await create_ticket(core, actor_id=person.id, title="Still here?")
+    back = await users.provision_user(core, slack_user_id="UDEL", display_name="D", email=None)
+    assert back.is_active is True
+    assert (await create_ticket(core, actor_id=person.id, title="Back")).customer.id == person.id
+    assert {"user.chat_account_deleted", "user.chat_account_restored"} <= set(
+        await audit_actions(core)
+    )
+
+
+async def test_a_chat_restore_does_not_undo_a_desk_deactivation(core):
+    boss = await make_user(core, Role.ADMIN)
+    person = await users.provision_user(core, slack_user_id="UBOTH", display_name="B", email=None)
+    await admin.set_active(core, actor_id=boss.id, user_id=person.id, active=False)
+    await users.provision_user(
+        core, slack_user_id="UBOTH", display_name="B", email=None, chat_account_deleted=True
+    )
+    back = await users.provision_user(core, slack_user_id="UBOTH", display_name="B", email=None)
+    assert back.is_active is False
 
 
 async def test_company_domains_are_unique_and_validated(core):

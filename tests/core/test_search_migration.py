@@ -5,6 +5,7 @@ the downgrade brings back what searched before."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Boolean, Integer, String, Uuid, column, insert, table, text, update
@@ -16,7 +17,6 @@ from core.enums import Role
 from core.search import search_tickets
 from migrations import run_migrations
 from tests.conftest import create_pg_database, drop_pg_database, settings_for
-from tests.factories import make_user
 
 NOW = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
 
@@ -33,6 +33,14 @@ tickets_0003 = table(
     column("deleted_at", UTCDateTime()),
     column("deleted_by_id", Integer),
 )
+users_0003 = table(
+    "users",
+    column("id", Integer),
+    *(column(name, String) for name in ("slack_user_id", "display_name", "role")),
+    column("is_active", Boolean),
+    column("created_at", UTCDateTime()),
+    column("updated_at", UTCDateTime()),
+)
 replies_0003 = table(
     "replies",
     column("id", Integer),
@@ -43,6 +51,28 @@ replies_0003 = table(
     column("created_at", UTCDateTime()),
     column("edited_at", UTCDateTime()),
 )
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+
+
+async def user_0003(core: Core, role: Role) -> Person:
+    async with core.db.transaction() as session:
+        result = await session.execute(
+            insert(users_0003)
+            .values(
+                slack_user_id=f"U{role.value.upper()}",
+                display_name=role.value,
+                role=role.value,
+                is_active=True,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+            .returning(users_0003.c.id)
+        )
+        return Person(id=int(result.scalar_one()))
 
 
 async def numbers(core: Core, actor_id: int, query: str) -> list[int]:
@@ -61,9 +91,9 @@ async def test_tickets_written_before_the_upgrade_are_found_after_it(database_ur
     core = Core(db=database, settings=settings_for(url), clock=FrozenClock())
     try:
         await run_migrations(url, "upgrade", "0003")
-        customer = await make_user(core)
-        agent = await make_user(core, Role.AGENT)
-        manager = await make_user(core, Role.MANAGER)
+        customer = await user_0003(core, Role.CUSTOMER)
+        agent = await user_0003(core, Role.AGENT)
+        manager = await user_0003(core, Role.MANAGER)
         kept, gone = uuid.uuid4(), uuid.uuid4()
         ticket = {
             "status": "open",

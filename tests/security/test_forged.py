@@ -88,19 +88,21 @@ async def test_reply_modal_aimed_at_another_customers_ticket_is_refused(stage):
     assert not [m for m in stage.fake.messages(alice.dm) if "mine now" in m.text_content]
 
 
-async def test_customer_choosing_internal_visibility_writes_a_public_reply(stage):
-    """A customer cannot write an internal note: the visibility field of a (staff-shaped)
-    reply modal they submit is ignored, the message is stored and relayed as a public reply."""
+async def test_customer_choosing_internal_visibility_is_refused_never_made_public(stage):
+    """A customer cannot write an internal note: a (staff-shaped) reply modal they submit with
+    "internal" chosen is refused under the field, and nothing is stored or relayed; what they
+    meant as internal is never turned into a public reply."""
     alice = await open_ticket(stage, CUSTOMER)
     ticket = (await detail(stage, alice.number)).ticket
     forged = modals.reply_modal(ticket, staff=True, internal_default=True)
     text = stage.unique("customer says")
     values = {"body_block": {"body": text}, "visibility_block": {"visibility": "internal"}}
+    before = await counts(stage)
     response, _ = await _submit(stage, CUSTOMER, forged, values)
-    assert response.json == {} or "errors" not in response.json
-    stored = [r for r in (await detail(stage, alice.number)).replies if r.body == text]
-    assert len(stored) == 1 and stored[0].is_internal is False
-    assert stored[0].author.slack_user_id == CUSTOMER.user_id
+    assert response.json["response_action"] == "errors"
+    assert "FORBIDDEN" in json.dumps(response.json)
+    assert await counts(stage) == before
+    assert not [r for r in (await detail(stage, alice.number)).replies if r.body == text]
 
 
 async def test_customer_cannot_open_a_ticket_for_another_customer(stage):
