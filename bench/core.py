@@ -36,7 +36,8 @@ from core.context import Core
 from core.enums import Priority, Status
 from core.search import search_tickets
 from core.settings import CoreSettings
-from core.tickets import _CREATE_PG, TicketFilters, create_ticket, list_tickets
+from core.tickets import TicketFilters, create_ticket, list_tickets
+from core.tickets.new_rows import CREATE_PG
 from migrations import run_migrations
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1/ticketbot_bench"
@@ -506,13 +507,13 @@ async def bench_creation(core: Core, dsn: str, population: Population, count: in
       rate-limit count, the ticket, its status history, audit entry, two outbox messages and
       two SLA timers), one prepared statement per table in one transaction;
     - for scale: a single-row INSERT of the ticket alone (no transaction, no other row);
-    - for scale: the core's own two statements (the actor read, then `_CREATE_PG`, which
+    - for scale: the core's own two statements (the actor read, then `CREATE_PG`, which
       writes every row in one statement) sent raw in one transaction: the floor of the
       core's design without SQLAlchemy and Python around it."""
     specs = _specs(population, count * 4)
     parts = [specs[i * count : (i + 1) * count] for i in range(4)]
     core_specs, rows_specs, single_specs, floor_specs = parts
-    compiled = _CREATE_PG.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
+    compiled = CREATE_PG.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
     names = compiled.positiontup or []
     connection = await asyncpg.connect(dsn)
     seconds = {"core": 0.0, "rows": 0.0, "single": 0.0, "floor": 0.0}

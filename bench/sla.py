@@ -44,12 +44,13 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-import core.sla as sla_module
+import core.sla.scanner as sla_module
 from core import outbox
 from core.clock import FrozenClock
 from core.context import Core
 from core.outbox import OutboxKind
 from core.settings import CoreSettings
+from core.sla import fan_out
 from migrations import run_migrations
 
 SCRATCH_NAME = "ticketbot_bench_sla"
@@ -254,7 +255,7 @@ async def fan_out_all(core: Core) -> tuple[float, int]:
         core, worker_id=worker, limit=50, kinds=[OutboxKind.SLA_ALERTS]
     ):
         for message in claimed:
-            result = await sla_module.fan_out(core, message_id=message.id, worker_id=worker)
+            result = await fan_out(core, message_id=message.id, worker_id=worker)
             alerts += len(result.alerts)
     return (time.perf_counter() - started) * 1000, alerts
 

@@ -30,7 +30,7 @@ from core.outbox import OutboxKind
 from core.replies import add_reply
 from core.tickets import assign_ticket, change_priority, change_status, delete_ticket
 from tests.conftest import settings_for as settings_for
-from tests.factories import fan_out_sla_alerts, make_company, make_ticket, make_user
+from tests.factories import fan_out_sla_alerts, make_company, make_ticket, make_user, outbox_rows
 
 # Defaults: medium = 8 h target, warning at 75 % = 6 h.
 WARNING = timedelta(hours=6)
@@ -700,10 +700,9 @@ def _postgresql_only(database_url: str) -> None:
         pytest.skip("PostgreSQL-only: SQLite always takes the portable steps")
 
 
-async def outbox_rows(core: Core) -> list[tuple[str, uuid.UUID | None, str, dict]]:
-    async with core.db.transaction() as session:
-        rows = await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
-        return [(m.kind, m.ticket_id, m.thread_key, m.payload) for m in rows]
+async def outbox_contents(core: Core) -> list[tuple[str, uuid.UUID | None, str, dict]]:
+    """What each outbox message says (kind, ticket, thread key, payload), oldest first."""
+    return [(m.kind, m.ticket_id, m.thread_key, m.payload) for m in await outbox_rows(core)]
 
 
 async def test_one_statement_scan_writes_what_the_portable_steps_write(core, clock, database_url):
@@ -726,10 +725,10 @@ async def test_one_statement_scan_writes_what_the_portable_steps_write(core, clo
         )
     armed = await timers(core)
     claimed_before = await claims(core)
-    before = len(await outbox_rows(core))
+    before = len(await outbox_contents(core))
 
     fast = await fire(core)
-    fast_rows, fast_claims = (await outbox_rows(core))[before:], await claims(core)
+    fast_rows, fast_claims = (await outbox_contents(core))[before:], await claims(core)
 
     async with core.db.transaction() as session:  # back to the state before the scan
         await session.execute(text("DELETE FROM outbox WHERE kind <> 'staff_card_create'"))
@@ -739,10 +738,10 @@ async def test_one_statement_scan_writes_what_the_portable_steps_write(core, clo
             .values(fired_at=None, fired_by=None)
         )
     assert await timers(core) == armed and await claims(core) == claimed_before
-    before = len(await outbox_rows(core))
+    before = len(await outbox_contents(core))
     portable_id = uuid.uuid4()
-    portable = await sla._scan_step_by_step(core, clock.now(), 500, portable_id)
-    portable_rows = (await outbox_rows(core))[before:]
+    portable = await sla.scanner._scan_step_by_step(core, clock.now(), 500, portable_id)
+    portable_rows = (await outbox_contents(core))[before:]
 
     assert [(a.ticket_id, a.threshold) for a in fast.alerts] == [
         (assigned.id, SlaThreshold.WARNING),
@@ -767,9 +766,9 @@ async def test_one_statement_scan_writes_what_the_portable_steps_write(core, clo
     assert fast.alerts[0].due_at == assigned.sla_warning_at
 
     # What the fan-out of that message writes: each alert's own messages, in order.
-    before = len(await outbox_rows(core))
+    before = len(await outbox_contents(core))
     await fan_out_all(core)
-    alert_rows = (await outbox_rows(core))[before:]
+    alert_rows = (await outbox_contents(core))[before:]
     assert [kind for kind, _, _, _ in alert_rows] == [
         "manager_alert",  # assigned: warning
         "manager_alert",  # assigned: breach, DM and card

@@ -1,0 +1,138 @@
+"""SQLite: the FTS5 table ``ticket_search_fts`` (title, description, replies) ranked with
+``bm25``, a title hit weighing most and a reply hit least. There for correctness (tests, a
+one-machine desk), not for a million tickets."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, Text, bindparam, column, func, literal_column, select, table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.access import Actor
+from core.models import Reply, Ticket
+from core.search.query import Terms
+from core.search.ranking import (
+    SNIPPET_WORDS,
+    Match,
+    SearchEngine,
+    best_of,
+    choose_snippet,
+    public_reply,
+)
+
+_TICKETS_FTS = table("tickets_fts", column("rowid"))
+_REPLIES_FTS = table("replies_fts", column("rowid"))
+_SEARCH_FTS = table("ticket_search_fts", column("rowid"))
+
+
+class SqliteSearch(SearchEngine):
+    def __init__(self, terms: Terms) -> None:
+        self.terms = terms
+
+    def _match(self, fts: str, query: str, name: str) -> ColumnElement[bool]:
+        return literal_column(fts).bool_op("MATCH")(bindparam(name, query, type_=Text))
+
+    async def rank_newest(
+        self, session: AsyncSession, actor: Actor, *, newest: int, best: int
+    ) -> tuple[list[Match], int]:
+        # bm25 is lower for better matches; a title hit weighs most, a reply hit least.
+        rank = -func.bm25(
+            literal_column("ticket_search_fts"),
+            literal_column("4.0"),
+            literal_column("1.0"),
+            literal_column("0.25"),
+        )
+        matches = (
+            select(Ticket.number, rank.label("rank"))
+            .select_from(_SEARCH_FTS)
+            .join(Ticket, Ticket.number == _SEARCH_FTS.c.rowid)
+            .where(
+                self._match("ticket_search_fts", self.terms.fts5_query("AND"), "search_all"),
+                actor.visible_tickets(),
+            )
+            .order_by(Ticket.number.desc())
+            .limit(newest + 1)
+            .subquery("newest")
+        )
+        rows = (await session.execute(best_of(matches, matches.c.rank, newest, best))).all()
+        found = int(rows[0].found) if rows else 0
+        return [Match(int(row.number), float(row.rank)) for row in rows], found
+
+    async def load(
+        self, session: AsyncSession, actor: Actor, numbers: Sequence[int]
+    ) -> dict[int, tuple[Ticket, str]]:
+        if not numbers:
+            return {}
+        tickets = list(
+            (
+                await session.scalars(
+                    select(Ticket).where(Ticket.number.in_(numbers), actor.visible_tickets())
+                )
+            ).all()
+        )
+        numbers = [ticket.number for ticket in tickets]
+        in_page = _TICKETS_FTS.c.rowid.in_(numbers)
+        description_snippet = func.snippet(
+            literal_column("tickets_fts"),
+            literal_column("1"),
+            literal_column("''"),
+            literal_column("''"),
+            literal_column("'…'"),
+            literal_column(str(SNIPPET_WORDS)),
+            type_=Text,
+        )
+        described = await session.execute(
+            select(_TICKETS_FTS.c.rowid, description_snippet.label("text")).where(
+                self._match(
+                    "tickets_fts",
+                    self.terms.fts5_query("OR", "description"),
+                    "search_description",
+                ),
+                in_page,
+            )
+        )
+        descriptions = {row.rowid: row.text for row in described}
+        titled = await session.scalars(
+            select(_TICKETS_FTS.c.rowid).where(
+                self._match("tickets_fts", self.terms.fts5_query("OR", "title"), "search_title"),
+                in_page,
+            )
+        )
+        title_hits = set(titled)
+        reply_snippet = func.snippet(
+            literal_column("replies_fts"),
+            literal_column("0"),
+            literal_column("''"),
+            literal_column("''"),
+            literal_column("'…'"),
+            literal_column(str(SNIPPET_WORDS)),
+            type_=Text,
+        )
+        replied = await session.execute(
+            select(Reply.ticket_id, reply_snippet.label("text"))
+            .select_from(_REPLIES_FTS)
+            .join(Reply, Reply.id == _REPLIES_FTS.c.rowid)
+            .where(
+                self._match("replies_fts", self.terms.fts5_query("OR"), "search_reply_any"),
+                Reply.ticket_id.in_([ticket.id for ticket in tickets]),
+                *public_reply(),
+            )
+            .order_by(Reply.created_at.desc(), Reply.id.desc())
+        )
+        reply_snippets: dict[uuid.UUID, str] = {}
+        for row in replied:
+            reply_snippets.setdefault(row.ticket_id, row.text)
+        return {
+            ticket.number: (
+                ticket,
+                choose_snippet(
+                    ticket,
+                    description=descriptions.get(ticket.number),
+                    reply=reply_snippets.get(ticket.id),
+                    title_hit=ticket.number in title_hits,
+                ),
+            )
+            for ticket in tickets
+        }
