@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,13 +23,13 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 
 from bot.delivery import OutboxWorker
-from bot.errors import field_errors, user_message
+from bot.errors import Place, report_error, show_error
 from bot.http_limits import BodyRefused, ConnectionGuard
 from bot.listeners import register_listeners
-from bot.listeners.common import tell_user
 from bot.listeners.registry import Registry
 from bot.logs import REQUEST_ID
 from bot.metrics import CONTENT_TYPE, BotMetrics, RequestInfo, describe_request
+from bot.notify import slack_error_code
 from bot.request_shape import well_formed
 from bot.respond import ClientSessionView, PooledRespond
 from bot.runtime import Runtime, build_runtime
@@ -70,7 +70,9 @@ def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Regist
 
     @app.middleware
     async def resolve_actor(
-        context: AsyncBoltContext, body: dict[str, Any], next: Any
+        context: AsyncBoltContext,
+        body: dict[str, Any],
+        next: Callable[[], Awaitable[BoltResponse | None]],
     ) -> BoltResponse | None:
         """Put the acting core user into `context["actor"]` for commands and interactions."""
         if context.response_url and runtime.http is not None:
@@ -80,58 +82,39 @@ def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Regist
                 timeout=settings.slack_api_timeout_seconds,
             )
         if body.get("type") == "event_callback" or body.get("event"):
-            return await next()  # type: ignore[no-any-return]
+            return await next()
         if not context.user_id:
             if body.get("command") or body.get("type") in _ACTOR_PAYLOADS:
                 # Every listener below needs the actor: a request without a user is malformed.
                 return BoltResponse(status=400, body="the request names no user")
-            return await next()  # type: ignore[no-any-return]
+            return await next()
         try:
             context["actor"] = await runtime.identity.resolve(context.user_id)
         except DomainError as error:
             view = body.get("view")
             if body.get("type") == "view_submission" and isinstance(view, dict):
-                errors = field_errors(error, view)
-                if errors:  # keep the modal (and what was typed) open, the reason under a field
-                    return BoltResponse(
-                        status=200, body={"response_action": "errors", "errors": errors}
-                    )
+                # The modal's answer is this response: the reason under a field keeps the
+                # modal (and what was typed) open.
+                answer: dict[str, Any] = {}
+
+                async def answer_modal(**fields: Any) -> None:
+                    answer.update(fields)
+
+                place = Place.of_request(context, ack=answer_modal, view=view)
+                await show_error(runtime, error, place)
+                return BoltResponse(status=200, body=answer or "")
             if context.ack is not None:
                 await context.ack()
-            await _tell(runtime, context, user_message(error))
+            await show_error(runtime, error, Place.of_request(context))
             return BoltResponse(status=200, body="")
-        return await next()  # type: ignore[no-any-return]
-
-    async def on_error(error: Exception, context: AsyncBoltContext | None) -> None:
-        """One place where failures become messages: domain errors with their code, anything
-        else logged with its traceback and answered with a generic text."""
-        user = context.user_id if context is not None else None
-        if isinstance(error, DomainError):
-            log.info("request refused", extra={"code": error.code.value, "user": user})
-        else:
-            log.error("listener failed", exc_info=error)
-        if context is not None:
-            await _tell(runtime, context, user_message(error))
-
-    runtime.error_handler = on_error
+        return await next()
 
     @app.error
     async def on_bolt_error(error: Exception, context: AsyncBoltContext) -> None:
-        await on_error(error, context)
+        await report_error(runtime, error, context)
 
     registry = register_listeners(app, runtime)
     return app, registry
-
-
-async def _tell(runtime: Runtime, context: AsyncBoltContext, text: str) -> None:
-    try:
-        if context.respond is not None and context.response_url:
-            await context.respond(text=text, response_type="ephemeral", replace_original=False)
-            return
-    except Exception:
-        log.warning("respond failed; falling back to a direct message")
-    if context.user_id:
-        await tell_user(runtime, user_id=context.user_id, text=text, channel_id=None)
 
 
 class BotServer:
@@ -186,7 +169,7 @@ class BotServer:
             auth = await runtime.client.auth_test()
         except SlackApiError as error:
             raise StartupError(
-                f"Slack refused the bot token (auth.test: {error.response.get('error')}). "
+                f"Slack refused the bot token (auth.test: {slack_error_code(error)}). "
                 "Check SLACK_BOT_TOKEN."
             ) from None
         self.team_id = auth.get("team_id")
@@ -201,7 +184,7 @@ class BotServer:
         except SlackApiError as error:
             raise StartupError(
                 f"STAFF_CHANNEL_ID {channel}: conversations.info failed "
-                f"({error.response.get('error')}). Invite the bot to the private staff channel."
+                f"({slack_error_code(error)}). Invite the bot to the private staff channel."
             ) from None
         await guard.record(verdict, observed_at=observed_at, cause="start-up")
         if verdict.problem is SurfaceProblem.PUBLIC:
@@ -442,9 +425,8 @@ class BotServer:
                     runtime.client.auth_test(), timeout=self.settings.health_timeout_seconds
                 )
             except SlackApiError as error:
-                response = error.response
-                code = str(response.get("error", "")) if response is not None else ""
-                if getattr(response, "status_code", 200) == 200 and code != "ratelimited":
+                code = slack_error_code(error) or ""
+                if getattr(error.response, "status_code", 200) == 200 and code != "ratelimited":
                     self.slack_problem = f"auth.test refused the token: {code}"
                 else:
                     log.warning("readiness: auth.test failed", extra={"error": code})

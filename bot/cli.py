@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bot.notify import slack_error_code
 from bot.settings import BotSettings
 from core import admin
 from core.context import Core
@@ -60,7 +61,7 @@ SLACK_ADVICE = {
 
 def _slack_problem(what: str, error: SlackApiError) -> str:
     response = error.response
-    code = str(response.get("error", "")) if response is not None else ""
+    code = slack_error_code(error) or ""
     advice = SLACK_ADVICE.get(code, "see the README's troubleshooting section")
     needed = response.get("needed") if response is not None else None
     if code == "missing_scope" and needed:

@@ -23,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks import cards, messages, staff_channel
 from bot.ids import EVENT_METADATA_TYPE
+from bot.notify import is_rate_limited, retry_after_seconds, slack_error_code
 from bot.runtime import Runtime
 from core import chat, outbox, replies, sla, surfaces, tickets, users
 from core.chat import ChatRef
@@ -232,10 +233,9 @@ class OutboxWorker:
     async def _handle_slack_error(self, message: ClaimedMessage, error: SlackApiError) -> None:
         response = error.response
         status = getattr(response, "status_code", 200)
-        code = str(response.get("error", "")) if response is not None else ""
-        if status == 429 or code == "ratelimited":
-            headers = getattr(response, "headers", {}) or {}
-            retry_after = _retry_after(headers)
+        code = slack_error_code(error) or ""
+        if is_rate_limited(error):
+            retry_after = retry_after_seconds(getattr(response, "headers", None))
             log.info(
                 "slack rate limited",
                 extra={"outbox_id": message.id, "retry_after": retry_after},
@@ -579,20 +579,9 @@ class OutboxWorker:
         try:
             await call
         except SlackApiError as error:
-            code = error.response.get("error") if error.response is not None else None
-            if code not in ("message_not_found", "cant_update_message", "cant_delete_message"):
+            if slack_error_code(error) not in (
+                "message_not_found",
+                "cant_update_message",
+                "cant_delete_message",
+            ):
                 raise
-
-
-def _retry_after(headers: Any) -> float:
-    value = None
-    for key in ("Retry-After", "retry-after"):
-        if key in headers:
-            value = headers[key]
-            break
-    if isinstance(value, list):
-        value = value[0] if value else None
-    try:
-        return max(1.0, float(value)) if value is not None else 30.0
-    except (TypeError, ValueError):
-        return 30.0

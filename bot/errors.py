@@ -1,13 +1,29 @@
-"""Error texts in one place: domain errors become ephemeral messages or modal field errors."""
+"""Errors in one place: what a person is shown when something they did is refused or fails,
+where they are shown it, and which errors must go on (`show_error`), with the texts.
+
+Every listener, the actor middleware and bolt's @app.error handler hand their errors to
+`show_error` with the `Place` the error happened at; none of them words or routes a refusal."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
+from bot import notify
+from bot.blocks import messages
 from bot.blocks.text import escape
 from bot.ids import FIELD_BLOCKS
-from core.errors import DomainError, ErrorCode
+from core import chat
+from core.errors import DomainError, ErrorCode, RateLimited, TicketClosed, Unavailable
+
+if TYPE_CHECKING:
+    from slack_bolt.async_app import AsyncBoltContext
+    from slack_bolt.context.respond.async_respond import AsyncRespond
+
+    from bot.runtime import Runtime
 
 log = logging.getLogger("bot.errors")
 
@@ -49,9 +65,188 @@ def field_errors(error: DomainError, view: dict[str, Any]) -> dict[str, str]:
 
 
 def internal_field_errors(view: dict[str, Any]) -> dict[str, str]:
+    """The generic failure under the modal's first input (nothing is said about the cause)."""
     present = [b.get("block_id") for b in view.get("blocks", []) if b.get("type") == "input"]
     return (
         {present[0]: "Something went wrong on our side; nothing was saved. Try again."}
         if present
         else {}
     )
+
+
+class Surface(StrEnum):
+    """Where an error happened, which decides where the person can be shown it."""
+
+    # A slash command, a button, a shortcut: ephemeral through `respond`, else a DM.
+    INTERACTION = "interaction"
+    # Any other event listener (App Home, ...): a DM.
+    EVENT = "event"
+    # A modal submission, before its ack: under the field concerned (the modal stays open with
+    # what was typed), else the modal closes and the person gets a DM.
+    SUBMISSION = "submission"
+    # A message in a ticket's staff thread: ephemeral in the thread.
+    STAFF_THREAD = "staff_thread"
+    # A message in a customer's ticket thread (their DM): a closed ticket or a rate limit is
+    # answered by a notice in the thread; anything else goes on to the listener's caller.
+    CUSTOMER_THREAD = "customer_thread"
+    # An edit of a message relayed to a ticket: ephemeral in the thread.
+    EDIT = "edit"
+    # A deleted message: nobody waits for an answer, the refusal is only logged.
+    DELETION = "deletion"
+
+
+# Inside an event these go on: Unavailable (nothing was written) makes the listener release its
+# claim on the event, so that Slack's retry can do the work; the top-level handler reports it.
+_IN_EVENT = frozenset(
+    {Surface.STAFF_THREAD, Surface.CUSTOMER_THREAD, Surface.EDIT, Surface.DELETION}
+)
+
+Ack = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where an error happened and how to reach the person there."""
+
+    surface: Surface
+    user_id: str | None = None  # the Slack user to tell
+    actor_id: int | None = None  # their core id: rate-limit notices are once per window each
+    channel_id: str | None = None
+    thread_ts: str | None = None
+    ticket_number: int | None = None  # thread notices name the ticket
+    respond: AsyncRespond | None = None  # INTERACTION: answers through the response_url
+    ack: Ack | None = None  # SUBMISSION: the modal's answer
+    view: dict[str, Any] | None = None  # SUBMISSION: the submitted view
+
+    @classmethod
+    def of_request(
+        cls,
+        context: AsyncBoltContext,
+        *,
+        ack: Ack | None = None,
+        view: dict[str, Any] | None = None,
+    ) -> Place:
+        """The place of a request as bolt describes it: a modal submission when its `ack`
+        and `view` are given, an interaction when it has a response_url, else an event."""
+        if ack is not None and view is not None:
+            return cls(Surface.SUBMISSION, user_id=context.user_id, ack=ack, view=view)
+        if context.respond is not None and context.response_url:
+            return cls(Surface.INTERACTION, user_id=context.user_id, respond=context.respond)
+        return cls(Surface.EVENT, user_id=context.user_id)
+
+
+async def report_error(
+    runtime: Runtime, error: Exception, context: AsyncBoltContext | None
+) -> None:
+    """What escaped a listener (Runtime.supervise) or bolt itself (@app.error): logged, and
+    shown where the request came from. Never raises."""
+    if context is None:
+        _log(error, Place(Surface.EVENT))
+        return
+    await show_error(runtime, error, Place.of_request(context))
+
+
+async def show_error(runtime: Runtime, error: Exception, place: Place) -> None:
+    """Show the person what went wrong, where they are (see Surface); raises the error again
+    when it must go on rather than be answered here."""
+    surface = place.surface
+    if surface in _IN_EVENT and (
+        not isinstance(error, DomainError) or isinstance(error, Unavailable)
+    ):
+        raise error
+    if surface is Surface.CUSTOMER_THREAD and not isinstance(error, TicketClosed | RateLimited):
+        raise error
+    _log(error, place)
+    if surface is Surface.DELETION:
+        return
+    if (  # told once per rate-limit window
+        isinstance(error, RateLimited)
+        and surface in _IN_EVENT
+        and not await _first_refusal_in_window(runtime, place, error)
+    ):
+        return
+    if surface is Surface.SUBMISSION:
+        await _refuse_submission(runtime, error, place)
+    elif surface is Surface.CUSTOMER_THREAD:
+        await _customer_thread_notice(runtime, error, place)
+    elif surface is Surface.STAFF_THREAD:
+        text = user_message(error)
+        if isinstance(error, RateLimited) and place.ticket_number is not None:
+            text, _ = messages.rate_limited_thread_notice(place.ticket_number, text)
+        await _tell(runtime, place, text)
+    elif surface is Surface.EDIT:
+        await _tell(
+            runtime, place, user_message(error) + " Your edit was not applied to the ticket."
+        )
+    else:
+        await _tell(runtime, place, user_message(error))
+
+
+def _log(error: Exception, place: Place) -> None:
+    if isinstance(error, DomainError):
+        log.info(
+            "request refused",
+            extra={
+                "code": error.code.value,
+                "surface": place.surface.value,
+                "user": place.user_id,
+                "field": error.field,
+            },
+        )
+    else:
+        log.error("listener failed", exc_info=error, extra={"surface": place.surface.value})
+
+
+async def _tell(runtime: Runtime, place: Place, text: str) -> None:
+    """Ephemeral through the interaction's response_url, else where the place says."""
+    if place.respond is not None:
+        try:
+            await place.respond(text=text, response_type="ephemeral", replace_original=False)
+            return
+        except Exception:
+            log.warning("respond failed; falling back to a direct message")
+    if place.user_id:
+        await notify.tell_user(
+            runtime,
+            user_id=place.user_id,
+            text=text,
+            channel_id=place.channel_id,
+            thread_ts=place.thread_ts,
+        )
+
+
+async def _refuse_submission(runtime: Runtime, error: Exception, place: Place) -> None:
+    """Errors under the modal's fields; a view without inputs (not one of ours: forged or
+    garbled) is closed and the person told in a message instead."""
+    assert place.ack is not None and place.view is not None
+    view = place.view
+    errors = field_errors(error, view) if isinstance(error, DomainError) else None
+    if errors is None:
+        errors = internal_field_errors(view)
+    if errors:
+        await place.ack(response_action="errors", errors=errors)
+        return
+    await place.ack()
+    await _tell(runtime, place, user_message(error))
+
+
+async def _customer_thread_notice(runtime: Runtime, error: Exception, place: Place) -> None:
+    """A notice in the customer's own ticket thread (their DM with the bot)."""
+    assert place.channel_id is not None and place.ticket_number is not None
+    if isinstance(error, TicketClosed):
+        text, blocks = messages.closed_thread_notice(place.ticket_number)
+    else:
+        text, blocks = messages.rate_limited_thread_notice(place.ticket_number, user_message(error))
+    await notify.post(
+        runtime, channel=place.channel_id, thread_ts=place.thread_ts, text=text, blocks=blocks
+    )
+
+
+async def _first_refusal_in_window(runtime: Runtime, place: Place, error: RateLimited) -> bool:
+    """Whether to answer this refusal: someone flooding a thread is told once per rate-limit
+    window, not once per refused message (a flood of bot messages would spend the bot's own
+    Slack rate limit). The claim is in the shared database, so every replica agrees."""
+    if error.resets_at is None or place.actor_id is None:
+        return True
+    key = f"notice:rate_limited:{place.actor_id}:{error.resets_at.isoformat()}"
+    return await chat.claim_delivery(runtime.core, key=key)

@@ -18,6 +18,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.notify import slack_error_code
 from core import users
 from core.context import Core
 from core.errors import Forbidden, Unavailable
@@ -125,8 +126,7 @@ class IdentityResolver:
                 "Slack could not tell who you are just now; please try again."
             ) from None
         except SlackApiError as error:
-            data = getattr(error.response, "data", None)
-            code = data.get("error") if isinstance(data, dict) else None
+            code = slack_error_code(error)
             if code in ("user_not_found", "user_not_visible"):
                 raise Forbidden("Your Slack account could not be found.") from None
             log.warning("users.info failed", extra={"error": code})

@@ -7,14 +7,25 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import ValidationFailed
 
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Fields older versions wrote and nobody reads any more: a form still open from before is
+    # accepted and the field dropped; any other unknown field is refused ("out of date").
+    _RETIRED: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls._RETIRED:
+            return {k: v for k, v in data.items() if k not in cls._RETIRED}
+        return data
 
     def dump(self) -> str:
         text = self.model_dump_json(exclude_none=True)
@@ -23,7 +34,7 @@ class _Payload(BaseModel):
         return text
 
     @classmethod
-    def parse(cls, raw: object) -> _Payload:
+    def parse(cls, raw: object) -> Self:
         try:
             data = json.loads(raw) if isinstance(raw, str) else raw
             return cls.model_validate(data)
@@ -45,15 +56,17 @@ class ReplyModalPayload(_Payload):
     from before this field existed, recognised by whether it had the visibility choice."""
 
     ticket_id: uuid.UUID
+    _RETIRED: ClassVar[frozenset[str]] = frozenset({"internal_default"})
+
     staff_form: bool | None = None
-    internal_default: bool = True
 
 
 class CreateTicketPayload(_Payload):
     """The create modal: where it was opened, and an optional message it was made from."""
 
+    _RETIRED: ClassVar[frozenset[str]] = frozenset({"source_text"})
+
     channel_id: str | None = Field(default=None, max_length=32)
-    source_text: str | None = Field(default=None, max_length=1000)
     # The prefilled text was copied from a staff surface: internal until confirmed.
     copied_from_staff: bool | None = None
 

@@ -6,11 +6,12 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.errors import report_error
 from bot.identity import IdentityResolver
 from bot.settings import BotSettings
 from core.clock import Clock
@@ -33,7 +34,6 @@ class Runtime:
     identity: IdentityResolver
     outbox_wake: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight: int = 0
-    error_handler: Callable[[Exception, Any], Awaitable[None]] | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: BotMetrics | None = None  # set by BotServer; the outbox worker counts into it
     # One keep-alive HTTP connection pool for Web API calls and response_url answers (set by
@@ -50,8 +50,9 @@ class Runtime:
     def clock(self) -> Clock:
         return self.core.clock
 
-    def track(self, listener: F) -> F:
-        """Wrap a listener: count it while it runs, and hand any exception to the error handler.
+    def supervise(self, listener: F) -> F:
+        """Wrap a listener: count it while it runs, queue its work after the ack for a work
+        slot, and report any exception it raises to the person (bot.errors.report_error).
 
         Bolt keeps running listeners after the ack, so the count is how a graceful stop, the
         demo and the tests know that all work has finished. Exceptions must not escape: when a
@@ -62,7 +63,7 @@ class Runtime:
         signature = inspect.signature(listener)
         wants_context = "context" in signature.parameters
 
-        async def tracked(**kwargs: Any) -> Any:
+        async def supervised(**kwargs: Any) -> Any:
             context = kwargs.get("context") if wants_context else kwargs.pop("context", None)
             self.in_flight += 1
             self.idle.clear()
@@ -86,9 +87,7 @@ class Runtime:
                         kwargs["ack"] = ack_then_queue
                 return await listener(**kwargs)
             except Exception as error:
-                if self.error_handler is None:
-                    raise
-                await self.error_handler(error, context)
+                await report_error(self, error, context)
                 return None
             finally:
                 if held:
@@ -102,10 +101,11 @@ class Runtime:
             inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
             for name in [*signature.parameters, *([] if wants_context else ["context"])]
         ]
-        tracked.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-        tracked.__name__ = getattr(listener, "__name__", "listener")
-        tracked.__qualname__ = getattr(listener, "__qualname__", tracked.__name__)
-        return tracked  # type: ignore[return-value]
+        # bolt passes a listener the arguments its signature names.
+        cast(Any, supervised).__signature__ = inspect.Signature(parameters)
+        supervised.__name__ = getattr(listener, "__name__", "listener")
+        supervised.__qualname__ = getattr(listener, "__qualname__", supervised.__name__)
+        return cast(F, supervised)
 
     async def wait_idle(self) -> None:
         """Return once no listener is running."""

@@ -23,6 +23,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import staff_channel as wording
+from bot.notify import slack_error_code
 from bot.runtime import Runtime
 from core import surfaces
 from core.enums import Audience
@@ -233,7 +234,7 @@ def _verdict_of_refusal(error: SlackApiError) -> Verdict | None:
     """What a refused conversations.info means for the channel; None when it says nothing."""
     response = error.response
     status = getattr(response, "status_code", 200)
-    code = str(response.get("error", "")) if response is not None else ""
+    code = slack_error_code(error) or ""
     if status == 429 or status >= 500 or code in _NO_ANSWER:
         log.warning("staff channel check: no answer from Slack", extra={"error": code})
         return None

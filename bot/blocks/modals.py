@@ -239,9 +239,7 @@ def reply_modal(ticket: TicketView, *, staff: bool, internal_default: bool = Tru
                 },
             )
         )
-    metadata = ReplyModalPayload(
-        ticket_id=ticket.id, staff_form=staff, internal_default=internal_default
-    )
+    metadata = ReplyModalPayload(ticket_id=ticket.id, staff_form=staff)
     return _modal(
         title=truncate(f"Ticket #{ticket.number}" if staff else f"Reply to #{ticket.number}", 24),
         submit="Send",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, commands, events, shortcuts, views
+from bot.listeners import actions, commands, events, shortcuts, submissions
 from bot.listeners.registry import Registry
 from bot.runtime import Runtime
 
@@ -14,7 +14,7 @@ def register_listeners(app: AsyncApp, runtime: Runtime) -> Registry:
     registry = Registry()
     commands.register(app, runtime, registry)
     actions.register(app, runtime, registry)
-    views.register(app, runtime, registry)
+    submissions.register(app, runtime, registry)
     shortcuts.register(app, runtime, registry)
     events.register(app, runtime, registry)
     return registry

@@ -40,7 +40,7 @@ def _action_id(body: dict[str, Any]) -> str | None:
 
 async def _ticket_for(runtime: Runtime, actor: UserView, body: dict[str, Any]) -> Any:
     """The ticket a button names, loaded with the real actor's permissions."""
-    ref: TicketRef = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
+    ref: TicketRef = TicketRefPayload.parse(_value(body)).ticket_id
     return (await tickets.get_ticket(runtime.core, actor_id=actor.id, ticket=ref)).ticket
 
 
@@ -72,19 +72,19 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     )
 
     @app.action(Action.ASSIGN_TO_ME.value)
-    @runtime.track
+    @runtime.supervise
     async def assign_to_me(ack: AsyncAck, body: dict[str, Any], actor: UserView) -> None:
         await ack()
         if not await _first_delivery(runtime, body):
             return
-        ref = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
+        ref = TicketRefPayload.parse(_value(body)).ticket_id
         await tickets.assign_ticket(
             runtime.core, actor_id=actor.id, ticket=ref, assignee_id=actor.id
         )
         runtime.wake_outbox()
 
     @app.action(Action.ASSIGN_OPEN.value)
-    @runtime.track
+    @runtime.supervise
     async def open_assign(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
@@ -95,7 +95,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await client.views_open(trigger_id=body["trigger_id"], view=modals.assign_modal(ticket))
 
     @app.action(Action.STATUS_OPEN.value)
-    @runtime.track
+    @runtime.supervise
     async def open_status(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
@@ -110,7 +110,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
 
     @app.action(Action.REPLY_OPEN.value)
     @app.action(Action.NOTE_OPEN.value)
-    @runtime.track
+    @runtime.supervise
     async def open_reply(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
@@ -119,7 +119,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await ack()
         if not await _first_delivery(runtime, body):
             return
-        ref: TicketRef = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
+        ref: TicketRef = TicketRefPayload.parse(_value(body)).ticket_id
         # The button says what the person means; the core says, on fresh rows, what they may.
         composer = await replies.open_composer(
             runtime.core, actor_id=actor.id, ticket=ref, note=_action_id(body) == Action.NOTE_OPEN
@@ -128,7 +128,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.action(Action.SHOW_TICKET.value)
-    @runtime.track
+    @runtime.supervise
     async def show_ticket(
         ack: AsyncAck,
         body: dict[str, Any],
@@ -139,7 +139,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await ack()
         if not await _first_delivery(runtime, body):
             return
-        ref = TicketRefPayload.parse(_value(body)).ticket_id  # type: ignore[attr-defined]
+        ref = TicketRefPayload.parse(_value(body)).ticket_id
         detail = await tickets.get_ticket(runtime.core, actor_id=actor.id, ticket=ref)
         blocks = messages.ticket_detail(detail, staff=actor.role.is_staff, viewer_id=actor.id)
         if body.get("response_url") or body.get("container", {}).get("type") == "message":
@@ -156,7 +156,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             )
 
     @app.action(Action.EDIT_REPLY_OPEN.value)
-    @runtime.track
+    @runtime.supervise
     async def open_edit(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
@@ -167,12 +167,12 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         reply = await replies.reply_to_edit(
             runtime.core,
             actor_id=actor.id,
-            reply_id=payload.reply_id,  # type: ignore[attr-defined]
+            reply_id=payload.reply_id,
         )
         await client.views_open(trigger_id=body["trigger_id"], view=modals.edit_reply_modal(reply))
 
     @app.action(Action.HOME_NEW_TICKET.value)
-    @runtime.track
+    @runtime.supervise
     async def home_new_ticket(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:
@@ -186,7 +186,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.action(Action.PAGE.value)
-    @runtime.track
+    @runtime.supervise
     async def page(
         ack: AsyncAck,
         body: dict[str, Any],
@@ -198,7 +198,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         if not await _first_delivery(runtime, body):
             return
         payload = ListPagePayload.parse(_value(body))
-        text = f"{payload.query} page {payload.page}"  # type: ignore[attr-defined]
+        text = f"{payload.query} page {payload.page}"
         parsed = cp.parse(text)
         handler = HANDLERS[type(parsed)]
         await handler(runtime, parsed, actor=actor, command={}, respond=respond, client=client)

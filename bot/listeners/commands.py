@@ -30,7 +30,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     registry.commands.add(COMMAND)
 
     @app.command(COMMAND)
-    @runtime.track
+    @runtime.supervise
     async def ticket_command(
         ack: AsyncAck,
         command: dict[str, Any],

@@ -1,13 +1,10 @@
-"""Small pieces the listeners share: resolving mentioned users, telling a user something."""
+"""Small pieces the listeners share: resolving mentioned users, reading submitted forms."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-
-from bot.blocks.text import is_slack_user_id
 from bot.runtime import Runtime
 from core.errors import DomainError
 from core.views import UserView
@@ -28,47 +25,6 @@ async def resolve_user(runtime: Runtime, slack_user_id: str) -> UserView:
         if user is None:
             raise
         return user
-
-
-async def tell_user(
-    runtime: Runtime,
-    *,
-    user_id: str,
-    text: str,
-    channel_id: str | None = None,
-    thread_ts: str | None = None,
-) -> None:
-    """Show a user a private message: ephemeral where possible, else in their DM with the bot.
-
-    Never raises: it is how errors are reported, and a garbled request (no such user, no such
-    channel) must not turn a clear refusal into a failure."""
-    if not is_slack_user_id(user_id):
-        log.info("not telling a malformed user id")
-        return
-    client = runtime.client
-    try:
-        if channel_id:
-            await client.chat_postEphemeral(
-                channel=channel_id, user=user_id, text=text, thread_ts=thread_ts
-            )
-            return
-    except SlackApiError as error:
-        log.info("ephemeral failed, using DM", extra={"error": _code(error)})
-    except Exception as error:
-        log.info("ephemeral failed, using DM", extra={"error": type(error).__name__})
-    try:
-        dm = await client.conversations_open(users=user_id)
-        await client.chat_postMessage(channel=dm["channel"]["id"], text=text)
-    except SlackApiError as error:
-        log.warning("could not tell the user", extra={"error": _code(error)})
-    except Exception as error:
-        log.warning("could not tell the user", extra={"error": type(error).__name__})
-
-
-def _code(error: SlackApiError) -> str | None:
-    """Slack's error code; None when the answer was not Slack's JSON (a proxy's error page)."""
-    data = getattr(error.response, "data", None)
-    return data.get("error") if isinstance(data, dict) else None
 
 
 def view_values(view: dict[str, Any]) -> dict[str, dict[str, Any]]:

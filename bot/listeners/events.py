@@ -11,19 +11,17 @@ import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import staff_channel
+from bot import notify, staff_channel
 from bot.blocks import home, messages
-from bot.errors import user_message
+from bot.errors import Place, Surface, show_error
 from bot.ids import NOTE_REACTION, REPLY_MARKER, REPLY_REACTION
-from bot.listeners.common import tell_user
 from bot.listeners.registry import Registry
 from bot.runtime import Runtime
 from core import chat, replies, tickets
 from core.enums import Audience
-from core.errors import DomainError, RateLimited, TicketClosed, Unavailable
+from core.errors import DomainError, Unavailable
 from core.replies import ChatOrigin
 from core.views import UserView
 
@@ -61,16 +59,14 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     _register_staff_channel_events(app, runtime, registry)
 
     @app.event("message")
-    @runtime.track
-    async def on_message(
-        event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient
-    ) -> None:
+    @runtime.supervise
+    async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
         event_id = body.get("event_id")
         if event_id and not await chat.claim_delivery(runtime.core, key=f"event:{event_id}"):
             log.info("duplicate event dropped", extra={"event_id": event_id})
             return
         try:
-            await _route_message(runtime, event, client)
+            await _route_message(runtime, event)
         except Unavailable:
             # Nothing was written: let Slack's retry (or the next one) try again.
             if event_id:
@@ -78,7 +74,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             raise
 
     @app.event("app_home_opened")
-    @runtime.track
+    @runtime.supervise
     async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab") not in (None, "home"):
             return
@@ -106,10 +102,10 @@ def _register_staff_channel_events(app: AsyncApp, runtime: Runtime, registry: Re
         except Unavailable:  # nothing recorded: the periodic recheck records it later
             log.warning("staff channel check not recorded", extra={"cause": cause})
 
-    tracked = runtime.track(recheck_staff_channel)
-    app.event({"type": "message", "subtype": staff_channel.CONVERSION_SUBTYPES})(tracked)
+    supervised = runtime.supervise(recheck_staff_channel)
+    app.event({"type": "message", "subtype": staff_channel.CONVERSION_SUBTYPES})(supervised)
     for name in staff_channel.CHANGE_EVENTS:
-        app.event(name)(tracked)
+        app.event(name)(supervised)
 
 
 async def _home_view(runtime: Runtime, actor: UserView) -> dict[str, Any]:
@@ -125,7 +121,7 @@ async def _home_view(runtime: Runtime, actor: UserView) -> dict[str, Any]:
     return home.home_view(user=actor, mine=mine, unassigned=unassigned, now=runtime.clock.now())
 
 
-async def _route_message(runtime: Runtime, event: dict[str, Any], client: AsyncWebClient) -> None:
+async def _route_message(runtime: Runtime, event: dict[str, Any]) -> None:
     subtype = event.get("subtype")
     if event.get("bot_id") or subtype in _IGNORED_SUBTYPES:
         return
@@ -146,7 +142,7 @@ async def _route_message(runtime: Runtime, event: dict[str, Any], client: AsyncW
     if not thread_ts or thread_ts == ts:
         if event.get("channel_type") == "im":
             text, blocks = messages.dm_guidance()
-            await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+            await notify.post(runtime, channel=channel, text=text, blocks=blocks)
         return
     owner = await chat.owner_of_thread(runtime.core, channel_id=channel, ts=thread_ts)
     if owner is None:
@@ -154,14 +150,13 @@ async def _route_message(runtime: Runtime, event: dict[str, Any], client: AsyncW
     actor = await runtime.identity.resolve(user_id)
     text = str(event.get("text") or "")
     if owner.audience is Audience.STAFF:
-        await _staff_thread_message(runtime, client, owner, actor, channel, ts, thread_ts, text)
+        await _staff_thread_message(runtime, owner, actor, channel, ts, thread_ts, text)
     else:
-        await _customer_thread_message(runtime, client, owner, actor, channel, ts, thread_ts, text)
+        await _customer_thread_message(runtime, owner, actor, channel, ts, thread_ts, text)
 
 
 async def _staff_thread_message(
     runtime: Runtime,
-    client: AsyncWebClient,
     owner: chat.ThreadOwner,
     actor: UserView,
     channel: str,
@@ -184,35 +179,17 @@ async def _staff_thread_message(
             idempotency_key=f"message:{channel}:{ts}",
         )
     except DomainError as error:
-        if isinstance(error, Unavailable):
-            raise
-        if isinstance(error, RateLimited):
-            if not await _first_refusal_in_window(runtime, actor, error):
-                return
-            text, _ = messages.rate_limited_thread_notice(owner.number, user_message(error))
-        else:
-            text = user_message(error)
-        await tell_user(
-            runtime,
-            user_id=actor.slack_user_id,
-            text=text,
-            channel_id=channel,
-            thread_ts=thread_ts,
-        )
+        place = _thread_place(Surface.STAFF_THREAD, owner, actor, channel, thread_ts)
+        await show_error(runtime, error, place)
         return
     runtime.wake_outbox()
-    try:
-        await client.reactions_add(
-            channel=channel, timestamp=ts, name=REPLY_REACTION if public else NOTE_REACTION
-        )
-    except SlackApiError as error:
-        if error.response.get("error") != "already_reacted":
-            log.warning("reaction failed", extra={"error": error.response.get("error")})
+    await notify.react(
+        runtime, channel=channel, ts=ts, name=REPLY_REACTION if public else NOTE_REACTION
+    )
 
 
 async def _customer_thread_message(
     runtime: Runtime,
-    client: AsyncWebClient,
     owner: chat.ThreadOwner,
     actor: UserView,
     channel: str,
@@ -230,30 +207,28 @@ async def _customer_thread_message(
             origin=ChatOrigin(Audience.CUSTOMER, channel, ts),
             idempotency_key=f"message:{channel}:{ts}",
         )
-    except TicketClosed:
-        text, blocks = messages.closed_thread_notice(owner.number)
-        await client.chat_postMessage(
-            channel=channel, thread_ts=thread_ts, text=text, blocks=blocks
-        )
-        return
-    except RateLimited as error:
-        if await _first_refusal_in_window(runtime, actor, error):
-            text, blocks = messages.rate_limited_thread_notice(owner.number, user_message(error))
-            await client.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, text=text, blocks=blocks
-            )
+    except DomainError as error:
+        place = _thread_place(Surface.CUSTOMER_THREAD, owner, actor, channel, thread_ts)
+        await show_error(runtime, error, place)
         return
     runtime.wake_outbox()
 
 
-async def _first_refusal_in_window(runtime: Runtime, actor: UserView, error: RateLimited) -> bool:
-    """Whether to answer this refusal: someone flooding a thread is told once per rate-limit
-    window, not once per refused message (a flood of bot messages would spend the bot's own
-    Slack rate limit). The claim is in the shared database, so every replica agrees."""
-    if error.resets_at is None:
-        return True
-    key = f"notice:rate_limited:{actor.id}:{error.resets_at.isoformat()}"
-    return await chat.claim_delivery(runtime.core, key=key)
+def _thread_place(
+    surface: Surface,
+    owner: chat.ThreadOwner,
+    actor: UserView,
+    channel: str,
+    thread_ts: str,
+) -> Place:
+    return Place(
+        surface,
+        user_id=actor.slack_user_id,
+        actor_id=actor.id,
+        channel_id=channel,
+        thread_ts=thread_ts,
+        ticket_number=owner.number,
+    )
 
 
 async def _on_edit(runtime: Runtime, event: dict[str, Any]) -> None:
@@ -275,19 +250,14 @@ async def _on_edit(runtime: Runtime, event: dict[str, Any]) -> None:
     try:
         await replies.edit_reply(runtime.core, actor_id=actor.id, reply_id=reply_id, body=body)
     except DomainError as error:
-        if isinstance(error, Unavailable):
-            raise
-        if isinstance(error, RateLimited) and not await _first_refusal_in_window(
-            runtime, actor, error
-        ):
-            return
-        await tell_user(
-            runtime,
+        place = Place(
+            Surface.EDIT,
             user_id=user_id,
-            text=user_message(error) + " Your edit was not applied to the ticket.",
+            actor_id=actor.id,
             channel_id=channel,
             thread_ts=message.get("thread_ts"),
         )
+        await show_error(runtime, error, place)
         return
     runtime.wake_outbox()
 
@@ -306,8 +276,6 @@ async def _on_delete(runtime: Runtime, event: dict[str, Any]) -> None:
     try:
         await replies.delete_reply(runtime.core, actor_id=actor.id, reply_id=reply_id)
     except DomainError as error:
-        if isinstance(error, Unavailable):
-            raise
-        log.info("deletion not applied", extra={"code": error.code.value})
+        await show_error(runtime, error, Place(Surface.DELETION, user_id=user_id))
         return
     runtime.wake_outbox()

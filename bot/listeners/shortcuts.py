@@ -21,7 +21,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     registry.message_shortcuts.add(Callback.MESSAGE_TO_TICKET)
 
     @app.shortcut(Callback.MESSAGE_TO_TICKET.value)
-    @runtime.track
+    @runtime.supervise
     async def message_to_ticket(
         ack: AsyncAck, shortcut: dict[str, Any], client: AsyncWebClient, actor: UserView
     ) -> None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot import notify
 from bot.blocks import modals
 from bot.blocks.text import escape, single_line
-from bot.errors import field_errors, internal_field_errors, user_message
+from bot.errors import Place, Surface, show_error
 from bot.ids import Action, Block, Callback, Visibility
-from bot.listeners.common import input_value, resolve_user, tell_user, view_values
+from bot.listeners.common import input_value, resolve_user, view_values
 from bot.listeners.registry import Registry
 from bot.payloads import CreateTicketPayload, EditReplyPayload, ReplyModalPayload, TicketRefPayload
 from bot.runtime import Runtime
@@ -21,48 +21,33 @@ from core.enums import Status
 from core.errors import DomainError, ValidationFailed
 from core.views import UserView
 
-log = logging.getLogger("bot.views")
-
 Submission = Callable[[dict[str, Any], UserView], Awaitable[str | None]]
 
 
 def _submission(runtime: Runtime, handler: Submission) -> Callable[..., Awaitable[None]]:
-    """Run a submission handler before acking: domain errors go under the field they concern,
-    anything else keeps the modal open with a generic error (never a stack trace)."""
+    """Run a submission handler before acking: what goes wrong is answered in the modal (see
+    bot.errors.Surface.SUBMISSION), so the person keeps what they typed."""
 
-    @runtime.track
+    @runtime.supervise
     async def listener(
         ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], actor: UserView
     ) -> None:
         try:
             notice = await handler(view, actor)
-        except DomainError as error:
-            log.info("submission refused", extra={"code": error.code.value, "field": error.field})
-            await _refuse(ack, actor, field_errors(error, view), user_message(error))
-            return
         except Exception as error:
-            log.exception("submission failed")
-            await _refuse(ack, actor, internal_field_errors(view), user_message(error))
+            place = Place(Surface.SUBMISSION, user_id=actor.slack_user_id, ack=ack, view=view)
+            await show_error(runtime, error, place)
             return
         await ack()
         runtime.wake_outbox()
         if notice:
-            await tell_user(runtime, user_id=actor.slack_user_id, text=notice)
-
-    async def _refuse(ack: AsyncAck, actor: UserView, errors: dict[str, str], message: str) -> None:
-        """Errors under the modal's fields; a view without inputs (not one of ours: forged or
-        garbled) is closed and the person told in a message instead."""
-        if errors:
-            await ack(response_action="errors", errors=errors)
-            return
-        await ack()
-        await tell_user(runtime, user_id=actor.slack_user_id, text=message)
+            await notify.tell_user(runtime, user_id=actor.slack_user_id, text=notice)
 
     listener.__name__ = handler.__name__
     return listener
 
 
-def _meant_internal(payload: Any, values: dict[str, dict[str, Any]]) -> bool:
+def _meant_internal(payload: ReplyModalPayload, values: dict[str, dict[str, Any]]) -> bool:
     """What the person meant, from the form they were shown, never from their role: on the
     staff form only an explicit "reply to customer" is public (mistakes fail towards
     internal); the customer form only replies. The core then decides whether they may."""
@@ -113,7 +98,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             category_id=category_id,
             customer_id=customer_id,
             idempotency_key=f"view:{view.get('id')}" if view.get("id") else None,
-            copied_from_staff=bool(metadata.copied_from_staff),  # type: ignore[attr-defined]
+            copied_from_staff=bool(metadata.copied_from_staff),
             customer_may_see_confirmed=modals.customer_may_see_confirmed(values),
         )
         if actor.role.is_staff:
@@ -128,7 +113,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await replies.add_reply(
             runtime.core,
             actor_id=actor.id,
-            ticket=payload.ticket_id,  # type: ignore[attr-defined]
+            ticket=payload.ticket_id,
             body=input_value(values, Block.BODY, Action.BODY) or "",
             internal=internal,
             idempotency_key=f"view:{view.get('id')}" if view.get("id") else None,
@@ -145,7 +130,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await tickets.change_status(
             runtime.core,
             actor_id=actor.id,
-            ticket=payload.ticket_id,  # type: ignore[attr-defined]
+            ticket=payload.ticket_id,
             status=raw or "",
             reason=reason,
         )
@@ -163,7 +148,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await tickets.assign_ticket(
             runtime.core,
             actor_id=actor.id,
-            ticket=payload.ticket_id,  # type: ignore[attr-defined]
+            ticket=payload.ticket_id,
             assignee_id=target.id,
         )
         return None
@@ -173,7 +158,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await replies.edit_reply(
             runtime.core,
             actor_id=actor.id,
-            reply_id=payload.reply_id,  # type: ignore[attr-defined]
+            reply_id=payload.reply_id,
             body=input_value(view_values(view), Block.BODY, Action.BODY) or "",
         )
         return None

@@ -530,7 +530,7 @@ def test_reply_modal_for_staff_preselects_internal() -> None:
     body = inputs[Block.BODY]["element"]
     assert body["multiline"] is True and body["max_length"] == 3000
     metadata = ReplyModalPayload.parse(view["private_metadata"])
-    assert metadata == ReplyModalPayload(ticket_id=t.id, staff_form=True, internal_default=True)
+    assert metadata == ReplyModalPayload(ticket_id=t.id, staff_form=True)
 
 
 def test_reply_modal_public_default_and_customer_version() -> None:
@@ -541,7 +541,7 @@ def test_reply_modal_public_default_and_customer_version() -> None:
     customer = modals.reply_modal(t, staff=False)
     check_view(customer)
     assert Block.VISIBILITY not in _inputs(customer)
-    assert ReplyModalPayload.parse(customer["private_metadata"]).staff_form is False  # type: ignore[attr-defined]
+    assert ReplyModalPayload.parse(customer["private_metadata"]).staff_form is False
 
 
 def test_create_modal_with_text_copied_from_staff_warns_and_asks_for_confirmation() -> None:

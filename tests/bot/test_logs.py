@@ -90,7 +90,7 @@ async def test_each_request_has_an_access_line_and_no_record_contains_a_secret(s
         r for r in records if r.name == "core.access" and r.getMessage() == "permission denied"
     ]
     assert denial and denial[-1].request_id == role_line.request_id
-    assert any(r.exc_info for r in records if r.name == "bot.app"), "the listener failure"
+    assert any(r.exc_info for r in records if r.name == "bot.errors"), "the listener failure"
 
     json_formatter = JsonFormatter()
     text_formatter = TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

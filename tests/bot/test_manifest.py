@@ -39,7 +39,7 @@ def registered(runtime_stub) -> object:
 
 
 class _RuntimeStub:
-    def track(self, listener):
+    def supervise(self, listener):
         return listener
 
 
