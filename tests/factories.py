@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 
 from sqlalchemy import select
 
 from core import outbox, sla
 from core.context import Core
 from core.enums import Priority, Role
-from core.models import Category, Company, CompanyDomain, CorporateMembership, User
+from core.models import (
+    Category,
+    Company,
+    CompanyDomain,
+    CorporateMembership,
+    OutboxMessage,
+    User,
+)
 from core.outbox import OutboxKind
 from core.repository import user_view
 from core.tickets import create_ticket
@@ -93,6 +101,18 @@ async def user_row(core: Core, user_id: int) -> User:
         user = await session.scalar(select(User).where(User.id == user_id))
         assert user is not None
         return user
+
+
+async def outbox_rows(core: Core, ticket_id: uuid.UUID | None = None) -> list[OutboxMessage]:
+    """The outbox, oldest first (only `ticket_id`'s messages when given), detached from the
+    session so that a test may read them after it has ended."""
+    async with core.db.transaction() as session:
+        query = select(OutboxMessage).order_by(OutboxMessage.id)
+        if ticket_id is not None:
+            query = query.where(OutboxMessage.ticket_id == ticket_id)
+        rows = list(await session.scalars(query))
+        session.expunge_all()
+        return rows
 
 
 async def fan_out_sla_alerts(

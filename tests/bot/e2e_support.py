@@ -8,13 +8,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from bot.devslack.requests import SlackRequest, event_callback_body
 from bot.devslack.server import StoredMessage
 from bot.devslack.stage import ADMIN, CUSTOMER, STAFF_CHANNEL, Person, Stage
 from core import tickets
-from core.models import OutboxMessage
 from core.views import TicketDetail, UserView
 
 
@@ -105,13 +102,6 @@ def with_event_id(request: SlackRequest, event_id: str) -> SlackRequest:
     return SlackRequest(
         body=json.dumps(payload), content_type=request.content_type, payload=payload, kind="event"
     )
-
-
-async def outbox_rows(stage: Stage) -> list[OutboxMessage]:
-    async with stage.runtime.core.db.transaction() as session:
-        rows = list(await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
-        session.expunge_all()
-        return rows
 
 
 def last_ephemeral(stage: Stage, person: Person) -> str:

@@ -13,13 +13,8 @@ from bot.delivery import OutboxWorker
 from bot.devslack.requests import BotClient, SlackRequestSigner
 from bot.devslack.stage import AGENT, CUSTOMER, SIGNING_SECRET, STAFF_CHANNEL, Stage
 from core.outbox import OutboxKind
-from tests.bot.e2e_support import (
-    detail,
-    open_ticket,
-    outbox_rows,
-    staff_cards,
-    with_event_id,
-)
+from tests.bot.e2e_support import detail, open_ticket, staff_cards, with_event_id
+from tests.factories import outbox_rows
 
 
 @asynccontextmanager
@@ -176,7 +171,11 @@ async def test_rate_limited_post_is_retried_after_retry_after_and_delivered_once
     await stage.act(
         stage.user(AGENT).says(STAFF_CHANNEL, "!reply Try the new client", thread_ts=opened.card.ts)
     )
-    relay = [r for r in await outbox_rows(stage) if r.kind == OutboxKind.CUSTOMER_THREAD_POST][-1]
+    relay = [
+        r
+        for r in await outbox_rows(stage.runtime.core)
+        if r.kind == OutboxKind.CUSTOMER_THREAD_POST
+    ][-1]
     assert relay.delivered_at is None and relay.failed_at is None
     assert relay.attempts == 1 and "429" in (relay.last_error or "")
     assert relay.next_attempt_at.replace(tzinfo=None) == (
@@ -194,7 +193,7 @@ async def test_rate_limited_post_is_retried_after_retry_after_and_delivered_once
     clock.advance(seconds=2)
     await stage.settle()
     assert len(in_dm()) == 1
-    relay = next(r for r in await outbox_rows(stage) if r.id == relay.id)
+    relay = next(r for r in await outbox_rows(stage.runtime.core) if r.id == relay.id)
     assert relay.delivered_at is not None and relay.attempts == 2
     posted = [
         c for c in stage.fake.calls_to("chat.postMessage") if "Try the new client" in str(c.params)
@@ -214,7 +213,9 @@ async def test_server_error_then_success_delivers_once(stage, clock):
         if "Any news?" in m.text_content
     ]
     assert relays() == []
-    row = [r for r in await outbox_rows(stage) if r.kind == OutboxKind.STAFF_THREAD_POST][-1]
+    row = [
+        r for r in await outbox_rows(stage.runtime.core) if r.kind == OutboxKind.STAFF_THREAD_POST
+    ][-1]
     assert row.next_attempt_at.replace(tzinfo=None) > clock.now().replace(tzinfo=None)
     clock.advance(minutes=1)
     await stage.settle()
@@ -263,7 +264,9 @@ async def test_post_that_timed_out_but_reached_slack_is_not_posted_again(stage, 
         await asyncio.sleep(0.01)
     stage.runtime.client.timeout = 10
     assert rule.hits == 1 and len(staff_cards(stage)) == 1
-    card_row = next(r for r in await outbox_rows(stage) if r.kind == OutboxKind.STAFF_CARD_CREATE)
+    card_row = next(
+        r for r in await outbox_rows(stage.runtime.core) if r.kind == OutboxKind.STAFF_CARD_CREATE
+    )
     assert card_row.delivered_at is None and "Timeout" in (card_row.last_error or "")
     clock.advance(minutes=1)
     await stage.settle()
@@ -273,7 +276,7 @@ async def test_post_that_timed_out_but_reached_slack_is_not_posted_again(stage, 
     ]
     assert len(posts) == 1  # the retry looked (conversations.history) instead of posting
     assert [c for c in stage.fake.calls_to("conversations.history") if c.ok]
-    card_row = next(r for r in await outbox_rows(stage) if r.id == card_row.id)
+    card_row = next(r for r in await outbox_rows(stage.runtime.core) if r.id == card_row.id)
     assert card_row.delivered_at is not None
     # The card found again is the ticket's staff thread: staff replies still land there.
     await stage.act(
@@ -289,7 +292,11 @@ async def test_permanent_failure_is_recorded_and_later_messages_go_ahead(stage):
     agent = stage.user(AGENT)
     await stage.act(agent.says(STAFF_CHANNEL, "!reply first answer", thread_ts=opened.card.ts))
     await stage.act(agent.says(STAFF_CHANNEL, "!reply second answer", thread_ts=opened.card.ts))
-    rows = [r for r in await outbox_rows(stage) if r.kind == OutboxKind.CUSTOMER_THREAD_POST]
+    rows = [
+        r
+        for r in await outbox_rows(stage.runtime.core)
+        if r.kind == OutboxKind.CUSTOMER_THREAD_POST
+    ]
     assert rows[0].failed_at is not None and "invalid_blocks" in (rows[0].last_error or "")
     assert rows[1].delivered_at is not None
     thread = stage.fake.replies(opened.dm, opened.confirmation.ts)

@@ -96,10 +96,10 @@ async def test_public_staff_channel_stops_start_up(database, database_url, clock
             await stage.start()
     finally:
         await stage.stop()
+        await truncate_all(database)
     message = str(caught.value)
     assert "STAFF_CHANNEL_ID" in message and "must be private" in message
     assert stage.server is not None and stage.server.base_url == ""  # never served
-    await truncate_all(database)
 
 
 # --------------------------------------------------------------------------- mention injection

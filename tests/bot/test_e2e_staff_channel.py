@@ -25,8 +25,9 @@ from core import outbox
 from core.enums import Audience
 from core.models import OutboxMessage
 from core.outbox import OutboxKind
-from tests.bot.e2e_support import Opened, open_ticket, outbox_rows
+from tests.bot.e2e_support import Opened, open_ticket
 from tests.bot.test_ops import scrape, value
+from tests.factories import outbox_rows
 
 OTHER_ORG = "T0OTHERORG"
 
@@ -96,7 +97,7 @@ def safe_notices(stage: Stage) -> list[StoredMessage]:
 async def held_staff_messages(stage: Stage) -> list[Any]:
     return [
         row
-        for row in await outbox_rows(stage)
+        for row in await outbox_rows(stage.runtime.core)
         if row.thread_key.startswith("staff:") and row.delivered_at is None
     ]
 
@@ -358,7 +359,7 @@ async def test_readiness_does_not_fail_on_a_large_outbox_backlog(stage, clock):
     """One person can fill the outbox for every replica alike (a thread flood): readiness
     judges this process, and the backlog stays a metric."""
     await open_ticket(stage)
-    ticket_id = (await outbox_rows(stage))[0].ticket_id
+    ticket_id = (await outbox_rows(stage.runtime.core))[0].ticket_id
     assert ticket_id is not None
     later = clock.now() + timedelta(hours=1)  # waiting, not yet due: the scenario ends quickly
     rows = [

@@ -5,10 +5,7 @@ from __future__ import annotations
 from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, MANAGER, STAFF_CHANNEL
 from core import tickets
 from core.enums import Status
-
-
-def staff_cards(stage):
-    return [m for m in stage.fake.messages(STAFF_CHANNEL) if not m.thread_ts or m.thread_ts == m.ts]
+from tests.bot.e2e_support import staff_cards
 
 
 async def open_ticket(stage, title="VPN drops every hour", description="Since Monday."):

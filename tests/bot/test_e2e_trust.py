@@ -213,7 +213,8 @@ async def test_a_demoted_assignee_is_unassigned_and_gets_no_breach_dm(stage, clo
             "ticket_assign_to_me", message=opened.card, channel_id=STAFF_CHANNEL
         )
     )
-    assert (await detail(stage, opened.number)).ticket.assignee is not None
+    assignee = (await detail(stage, opened.number)).ticket.assignee
+    assert assignee is not None and assignee.slack_user_id == AGENT.user_id
     dm = stage.dm(AGENT)
     before = len(stage.fake.messages(dm))
     await stage.act(

@@ -46,10 +46,14 @@ async def make_stage(
         started.append(stage)
         return stage
 
-    yield make
-    for stage in started:
-        await stage.stop()
-    await truncate_all(database)
+    try:
+        yield make
+    finally:
+        try:
+            for stage in started:
+                await stage.stop()
+        finally:
+            await truncate_all(database)
 
 
 async def get(stage: Stage, path: str) -> tuple[int, dict[str, str], Any]:

@@ -1,19 +1,13 @@
 """Administration: roles, activation, companies and categories are admin-only and audited."""
 
 import pytest
-from sqlalchemy import select
 
 from core import admin, users
 from core.enums import Role
 from core.errors import Conflict, Forbidden, ValidationFailed
-from core.models import AuditEntry
 from core.tickets import create_ticket
+from tests.core.ticket_support import audit_actions
 from tests.factories import make_company, make_user
-
-
-async def audit_actions(core) -> list[str]:
-    async with core.db.transaction() as session:
-        return list(await session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
 
 
 @pytest.mark.parametrize("role", [Role.CUSTOMER, Role.CORPORATE, Role.AGENT, Role.MANAGER])

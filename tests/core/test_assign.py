@@ -13,10 +13,9 @@ from tests.core.ticket_support import (
     audit_entries,
     deactivate,
     make_cast,
-    outbox_rows,
     ticket_row,
 )
-from tests.factories import make_ticket, make_user
+from tests.factories import make_ticket, make_user, outbox_rows
 
 
 async def test_customer_cannot_assign_tickets(core):
@@ -174,7 +173,9 @@ async def test_assignee_gets_a_direct_message_unless_they_assigned_themselves(co
 async def test_closed_ticket_cannot_be_assigned(core):
     cast = await make_cast(core)
     ticket = await make_ticket(core, cast.alice)
-    await change_status(core, actor_id=cast.agent.id, ticket=ticket.number, status="closed")
+    await change_status(
+        core, actor_id=cast.agent.id, ticket=ticket.number, status="closed", reason="Done"
+    )
     with pytest.raises(TicketClosed):
         await assign_ticket(
             core, actor_id=cast.manager.id, ticket=ticket.number, assignee_id=cast.agent.id

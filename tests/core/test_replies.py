@@ -31,13 +31,12 @@ from tests.core.ticket_support import (
     error_shape,
     history_rows,
     make_cast,
-    outbox_rows,
     reply_row,
     set_role,
     sla_next_alert,
     ticket_row,
 )
-from tests.factories import make_ticket, make_user
+from tests.factories import make_ticket, make_user, outbox_rows
 
 MISSING_REPLY = 987_654
 
@@ -188,7 +187,9 @@ async def test_reply_written_in_chat_is_linked_and_not_relayed_back(core):
 async def test_cannot_reply_to_closed_ticket(core):
     cast = await make_cast(core)
     ticket = await make_ticket(core, cast.alice)
-    await change_status(core, actor_id=cast.agent.id, ticket=ticket.number, status="closed")
+    await change_status(
+        core, actor_id=cast.agent.id, ticket=ticket.number, status="closed", reason="Done"
+    )
     for actor, internal in ((cast.alice, False), (cast.agent, False), (cast.agent, True)):
         with pytest.raises(TicketClosed) as refused:
             await reply(core, actor, ticket, "anyone there?", internal=internal)
@@ -215,7 +216,9 @@ async def test_cannot_reply_to_deleted_or_hidden_ticket(core):
 async def test_customer_reply_reopens_the_ticket(core, clock, status):
     cast = await make_cast(core)
     ticket = await make_ticket(core, cast.alice)
-    await change_status(core, actor_id=cast.agent.id, ticket=ticket.number, status=status)
+    await change_status(
+        core, actor_id=cast.agent.id, ticket=ticket.number, status=status, reason="Done"
+    )
     clock.advance(minutes=1)
     await reply(core, cast.alice, ticket, "It broke again")
     row = await ticket_row(core, ticket.id)
@@ -234,7 +237,9 @@ async def test_customer_reply_reopens_the_ticket(core, clock, status):
 async def test_staff_reply_leaves_the_status_alone(core, status):
     cast = await make_cast(core)
     ticket = await make_ticket(core, cast.alice)
-    await change_status(core, actor_id=cast.agent.id, ticket=ticket.number, status=status)
+    await change_status(
+        core, actor_id=cast.agent.id, ticket=ticket.number, status=status, reason="Done"
+    )
     await reply(core, cast.agent, ticket, "Any news?")
     await reply(core, cast.corp_a, ticket, "Note", internal=True)
     assert (await ticket_row(core, ticket.id)).status == status.value
@@ -431,7 +436,9 @@ async def test_messages_of_a_closed_ticket_can_still_be_taken_back(core):
     ticket = await make_ticket(core, cast.alice)
     mine = await reply(core, cast.alice, ticket, "password: hunter2")
     staff = await reply(core, cast.agent, ticket, "noted")
-    await change_status(core, actor_id=cast.agent.id, ticket=ticket.number, status="closed")
+    await change_status(
+        core, actor_id=cast.agent.id, ticket=ticket.number, status="closed", reason="Done"
+    )
     await delete_reply(core, actor_id=cast.alice.id, reply_id=mine.id)
     assert (await reply_row(core, mine.id)).deleted_by_id == cast.alice.id
     with pytest.raises(Forbidden):  # still only the author or a manager

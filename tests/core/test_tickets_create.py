@@ -36,10 +36,9 @@ from tests.core.ticket_support import (
     deactivate,
     history_rows,
     make_cast,
-    outbox_rows,
     ticket_row,
 )
-from tests.factories import make_category, make_user
+from tests.factories import make_category, make_user, outbox_rows
 
 # --------------------------------------------------------------------------------------------
 # who may open a ticket for whom

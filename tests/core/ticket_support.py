@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select, update
 from core.context import Core
 from core.enums import Role, Status
 from core.errors import DomainError
-from core.models import AuditEntry, OutboxMessage, Reply, SlaTimer, StatusChange, Ticket, User
+from core.models import AuditEntry, Reply, SlaTimer, StatusChange, Ticket, User
 from core.tickets import change_status
 from core.views import TicketView, UserView
 from tests.factories import make_company, make_user
@@ -100,14 +100,6 @@ async def audit_entries(core: Core, ticket_id: uuid.UUID) -> list[AuditEntry]:
         return list(rows)
 
 
-async def outbox_rows(core: Core, ticket_id: uuid.UUID | None = None) -> list[OutboxMessage]:
-    async with core.db.transaction() as session:
-        query = select(OutboxMessage).order_by(OutboxMessage.id)
-        if ticket_id is not None:
-            query = query.where(OutboxMessage.ticket_id == ticket_id)
-        return list(await session.scalars(query))
-
-
 async def history_rows(core: Core, ticket_id: uuid.UUID) -> list[StatusChange]:
     async with core.db.transaction() as session:
         rows = await session.scalars(
@@ -149,7 +141,9 @@ PATH_TO: dict[Status, tuple[Status, ...]] = {
 async def bring_to(core: Core, ticket: TicketView, status: Status, *, by: UserView) -> None:
     """Move a freshly opened ticket to `status` through the staff service."""
     for step in PATH_TO[status]:
-        await change_status(core, actor_id=by.id, ticket=ticket.number, status=step)
+        await change_status(
+            core, actor_id=by.id, ticket=ticket.number, status=step, reason=f"to {step.value}"
+        )
 
 
 def error_shape(error: DomainError, *, number: int | None = None) -> tuple[object, ...]:

@@ -27,13 +27,15 @@ async def running_stage(
     """The bot on the session's database, the leak scanner after the scenario, tables emptied."""
     core = Core(db=database, settings=settings_for(database_url), clock=clock)
     settings = {"slack_api_timeout_seconds": SLACK_API_TIMEOUT, **overrides}
-    async with Stage(
-        database_url=database_url, clock=clock, core=core, settings_overrides=settings
-    ) as running:
-        yield running
-        leaks = await scan_for_leaks(core, running.fake)
-        assert not leaks, f"internal notes leaked: {leaks}"
-    await truncate_all(database)
+    try:
+        async with Stage(
+            database_url=database_url, clock=clock, core=core, settings_overrides=settings
+        ) as running:
+            yield running
+            leaks = await scan_for_leaks(core, running.fake)
+            assert not leaks, f"internal notes leaked: {leaks}"
+    finally:
+        await truncate_all(database)
 
 
 @pytest.fixture

@@ -58,13 +58,6 @@ async def wait_for_slack(fake: FakeSlack, *, within: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def outbox_rows(core: Core) -> list[OutboxMessage]:
-    async with core.db.transaction() as session:
-        rows = list(await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
-        session.expunge_all()
-        return rows
-
-
 async def table_counts(core: Core) -> dict[str, int]:
     """Row counts of the tables a ticket creation writes together."""
     async with core.db.transaction() as session:

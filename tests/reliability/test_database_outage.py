@@ -22,7 +22,8 @@ from bot.devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Stage
 from core import outbox
 from core.clock import FrozenClock
 from tests.conftest import DATABASES, create_pg_database, drop_pg_database
-from tests.reliability.support import outbox_rows, posts_per_outbox_id, table_counts
+from tests.factories import outbox_rows
+from tests.reliability.support import posts_per_outbox_id, table_counts
 from tests.reliability.tcp_proxy import TcpProxy
 
 TRY_AGAIN = "UNAVAILABLE"

@@ -29,10 +29,10 @@ from core.context import Core
 from core.settings import CoreSettings
 from migrations import run_migrations
 from tests.conftest import DATABASES, create_pg_database, drop_pg_database
+from tests.factories import outbox_rows
 from tests.reliability.support import (
     POSTING_KINDS,
     outbox_id_of,
-    outbox_rows,
     posts_per_outbox_id,
     wait_for_slack,
 )

@@ -14,8 +14,9 @@ from bot.devslack.stage import AGENT, STAFF_CHANNEL, Stage
 from core import outbox
 from core.clock import FrozenClock
 from tests.bot.e2e_support import open_ticket
+from tests.factories import outbox_rows
 from tests.reliability.conftest import SHORT_LEASE
-from tests.reliability.support import outbox_rows, posts_per_outbox_id, wait_for_slack
+from tests.reliability.support import posts_per_outbox_id, wait_for_slack
 
 
 async def wait_until(

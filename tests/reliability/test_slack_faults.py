@@ -14,13 +14,13 @@ from bot.devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Stage
 from core.clock import FrozenClock
 from core.models import OutboxMessage, Reply
 from tests.bot.e2e_support import open_ticket
+from tests.factories import outbox_rows
 from tests.reliability.conftest import SLACK_API_TIMEOUT
 from tests.reliability.support import (
     POSTING_KINDS,
     FaultRotation,
     FaultStep,
     outbox_id_of,
-    outbox_rows,
     posts_per_outbox_id,
     wait_for_slack,
 )
