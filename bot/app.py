@@ -207,7 +207,10 @@ class BotServer:
         shared = ClientSessionView(runtime.http, runtime.client)  # Web API calls reuse it too
         runtime.client.session = shared  # type: ignore[assignment]
         pool = self.settings.database_pool_size + self.settings.database_max_overflow
-        runtime.work_slots = asyncio.Semaphore(pool)
+        # Work after the ack may hold at most this many connections: the rest stay free for
+        # what must happen before an ack (reading who the person is, validating a form), so
+        # a backlog of slow work never delays Slack's 3-second ack.
+        runtime.work_slots = asyncio.Semaphore(max(1, pool - max(2, pool // 4)))
         runtime.metrics = self.metrics
         self.metrics.watch_in_flight(lambda: runtime.in_flight)
         self.runtime = runtime
