@@ -6,7 +6,7 @@ Run from the repository root:
     python -m bench.load --concurrency 20 --duration 30
 
 By default it creates a scratch PostgreSQL database (dropped at the end) and starts, each in its
-own process: the stand-in Slack (bot.devslack) with a workspace of customers, the bot
+own process: the stand-in Slack (devslack) with a workspace of customers, the bot
 (BotServer, exactly as `python -m bot serve` runs it: outbox worker, logging at INFO), and a
 bare AsyncApp with the same HTTP stack (aiohttp + bolt's aiohttp adapter, the same signing
 secret) whose listeners only ack. This process is the load generator: `--concurrency` clients
@@ -53,7 +53,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from bot.devslack.requests import (
+from devslack.requests import (
     SlackRequestSigner,
     make_trigger_id,
     slash_command_body,
@@ -88,7 +88,7 @@ def _ready(url: str) -> None:
 
 async def serve_fake() -> None:
     """The stand-in Slack with the load test's workspace."""
-    from bot.devslack.server import FakeSlack
+    from devslack.server import FakeSlack
 
     fake = FakeSlack(bot_token=BOT_TOKEN)
     await fake.start()

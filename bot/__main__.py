@@ -72,8 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = args.command or "serve"
     if command == "demo":
-        from bot.demo import run_demo
-
+        try:
+            from devslack.demo import run_demo
+        except ModuleNotFoundError:
+            # The stand-in Slack ships with the source checkout, not with the package or image.
+            print(
+                "The demo needs a source checkout of ticketbot (its devslack/ folder): run "
+                "./scripts/run demo from the repository.",
+                file=sys.stderr,
+            )
+            return 2
         return asyncio.run(run_demo(quiet=args.quiet))
     if command == "migrate":
         from migrations import run_migrations

@@ -72,7 +72,7 @@ class BotSettings(CoreSettings):
         75, gt=0, description="an idle keep-alive connection is closed after this long"
     )
     # Read before the signature can be checked, so kept small, yet above what the bot's own
-    # surfaces make Slack send (measured with bot/devslack's encoders, which escape as Slack
+    # surfaces make Slack send (measured with devslack's encoders, which escape as Slack
     # does): commands are a few KB; a modal submitted with every field at Slack's 3,000
     # characters is at most ~135 KiB (all emoji); the largest is a button click inside a ticket
     # opened as a modal, which echoes the whole view back: 50 sections of long text, ~155 KiB in

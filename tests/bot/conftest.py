@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from bot.devslack import stage as stage_module
-from bot.devslack.leaks import scan_for_leaks
-from bot.devslack.stage import Stage
 from core.clock import FrozenClock
 from core.context import Core
 from core.db import Database
+from devslack import stage as stage_module
+from devslack.leaks import scan_for_leaks
+from devslack.stage import Stage
 from tests.conftest import settings_for, truncate_all
 
 

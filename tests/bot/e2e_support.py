@@ -8,11 +8,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bot.devslack.requests import SlackRequest, event_callback_body
-from bot.devslack.server import StoredMessage
-from bot.devslack.stage import ADMIN, CUSTOMER, STAFF_CHANNEL, Person, Stage
 from core import tickets
 from core.views import TicketDetail, UserView
+from devslack.requests import SlackRequest, event_callback_body
+from devslack.server import StoredMessage
+from devslack.stage import ADMIN, CUSTOMER, STAFF_CHANNEL, Person, Stage
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.cli import check_command, roles_command
-from bot.devslack.server import FakeSlack
 from bot.settings import BotSettings
 from core.context import Core
 from core.models import AuditEntry
+from devslack.server import FakeSlack
 from migrations import run_migrations
 
 STAFF = "CSTAFF0001"

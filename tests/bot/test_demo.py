@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import bot.demo as demo
-from bot.demo import CONFIRMATION, run_demo
-from bot.devslack.leaks import Leak
+import devslack.demo as demo
+from devslack.demo import CONFIRMATION, run_demo
+from devslack.leaks import Leak
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,3 +111,19 @@ def test_python_m_bot_without_slack_credentials_names_them_and_points_to_the_dem
     assert "SLACK_BOT_TOKEN" in result.stderr
     assert "SLACK_SIGNING_SECRET" in result.stderr
     assert "python -m bot demo" in result.stderr
+
+
+def test_the_demo_outside_a_checkout_says_it_needs_one(tmp_path: Path) -> None:
+    """The stand-in Slack is not part of the installed package: run from elsewhere, the demo
+    says what it needs instead of failing with a traceback."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "source checkout" in done.stderr and "Traceback" not in done.stderr

@@ -20,7 +20,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.devslack import (
+from devslack import (
     BotClient,
     FakeSlack,
     SlackRequestSigner,
@@ -35,7 +35,7 @@ from bot.devslack import (
     url_verification_body,
     view_submission_body,
 )
-from bot.devslack.requests import static_select_value, users_select_value
+from devslack.requests import static_select_value, users_select_value
 
 TOKEN = "xoxb-test-token"
 SECRET = "test-signing-secret"

@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import update
 
-from bot.devslack.stage import (
+from core import admin, tickets
+from core.enums import Status
+from core.errors import NotFound
+from core.models import OutboxMessage
+from devslack.stage import (
     ADMIN,
     AGENT,
     CUSTOMER,
@@ -15,10 +19,6 @@ from bot.devslack.stage import (
     PUBLIC_CHANNEL,
     STAFF_CHANNEL,
 )
-from core import admin, tickets
-from core.enums import Status
-from core.errors import NotFound
-from core.models import OutboxMessage
 from tests.bot.e2e_support import detail, last_ephemeral, open_ticket, user
 
 

@@ -10,9 +10,9 @@ from datetime import timedelta
 
 from bot.app import BotServer
 from bot.delivery import OutboxWorker
-from bot.devslack.requests import BotClient, SlackRequestSigner
-from bot.devslack.stage import AGENT, CUSTOMER, SIGNING_SECRET, STAFF_CHANNEL, Stage
 from core.outbox import OutboxKind
+from devslack.requests import BotClient, SlackRequestSigner
+from devslack.stage import AGENT, CUSTOMER, SIGNING_SECRET, STAFF_CHANNEL, Stage
 from tests.bot.e2e_support import detail, open_ticket, staff_cards, with_event_id
 from tests.factories import outbox_rows
 

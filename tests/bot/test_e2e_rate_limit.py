@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.devslack.stage import AGENT, CUSTOMER, STAFF_CHANNEL, Stage
 from bot.payloads import EditReplyPayload
 from core.clock import FrozenClock
 from core.db import Database
+from devslack.stage import AGENT, CUSTOMER, STAFF_CHANNEL, Stage
 from tests.bot.conftest import running_stage
 from tests.bot.e2e_support import detail, edited, open_ticket
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from bot.app import StartupError
-from bot.devslack.requests import SlackUser, url_verification_body
-from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Person, Stage
 from bot.identity import LOOKUP_TIMEOUT_SECONDS
 from core.admin import create_company
 from core.context import Core
+from devslack.requests import SlackUser, url_verification_body
+from devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Person, Stage
 from tests.bot.e2e_support import detail, last_ephemeral, open_ticket, staff_cards, user
 from tests.conftest import settings_for as core_settings
 from tests.conftest import truncate_all
@@ -39,7 +39,7 @@ async def test_request_with_a_bad_signature_is_refused_with_401(stage):
 
 
 async def test_request_signed_with_another_secret_is_refused_with_401(stage):
-    from bot.devslack.requests import SlackRequestSigner
+    from devslack.requests import SlackRequestSigner
 
     request = stage.user(CUSTOMER).slash_command("help", channel_id=stage.dm(CUSTOMER))
     forged = SlackRequestSigner("not-the-signing-secret").headers(request.body)

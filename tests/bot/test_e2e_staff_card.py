@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, MANAGER, STAFF_CHANNEL
 from bot.payloads import EditReplyPayload
 from core.enums import Status
+from devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, MANAGER, STAFF_CHANNEL
 from tests.bot.e2e_support import detail, last_ephemeral, open_ticket
 
 

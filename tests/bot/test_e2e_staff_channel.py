@@ -18,13 +18,13 @@ import aiohttp
 import pytest
 from sqlalchemy import insert
 
-from bot.devslack.requests import event_callback_body
-from bot.devslack.server import StoredMessage
-from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, MANAGER_CHANNEL, STAFF_CHANNEL, Stage
 from core import outbox
 from core.enums import Audience
 from core.models import OutboxMessage
 from core.outbox import OutboxKind
+from devslack.requests import event_callback_body
+from devslack.server import StoredMessage
+from devslack.stage import ADMIN, AGENT, CUSTOMER, MANAGER_CHANNEL, STAFF_CHANNEL, Stage
 from tests.bot.e2e_support import Opened, open_ticket
 from tests.bot.test_ops import scrape, value
 from tests.factories import outbox_rows

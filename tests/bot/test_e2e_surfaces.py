@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from bot.devslack.server import validate_blocks
-from bot.devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, PUBLIC_CHANNEL, STAFF_CHANNEL
+from devslack.server import validate_blocks
+from devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, PUBLIC_CHANNEL, STAFF_CHANNEL
 from tests.bot.e2e_support import detail, open_ticket, staff_cards
 
 

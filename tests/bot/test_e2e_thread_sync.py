@@ -3,8 +3,8 @@ messages, the edit window, a note that can never become public, closed threads, 
 
 from __future__ import annotations
 
-from bot.devslack.stage import AGENT, CUSTOMER, MANAGER, STAFF_CHANNEL
 from core import replies
+from devslack.stage import AGENT, CUSTOMER, MANAGER, STAFF_CHANNEL
 from tests.bot.e2e_support import deleted, detail, edited, last_ephemeral, open_ticket, user
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, MANAGER, STAFF_CHANNEL
 from core import tickets
 from core.enums import Status
+from devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, MANAGER, STAFF_CHANNEL
 from tests.bot.e2e_support import staff_cards
 
 

@@ -12,8 +12,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.cli import roles_command
-from bot.devslack.leaks import scan_for_leaks
-from bot.devslack.stage import (
+from bot.payloads import EditReplyPayload
+from core import admin, replies, sla
+from core.clock import FrozenClock
+from core.context import Core
+from core.db import Database
+from devslack.leaks import scan_for_leaks
+from devslack.stage import (
     ADMIN,
     AGENT,
     CUSTOMER,
@@ -22,11 +27,6 @@ from bot.devslack.stage import (
     STAFF_CHANNEL,
     Stage,
 )
-from bot.payloads import EditReplyPayload
-from core import admin, replies, sla
-from core.clock import FrozenClock
-from core.context import Core
-from core.db import Database
 from tests.bot.e2e_support import detail, last_ephemeral, open_ticket, user
 from tests.bot.test_e2e_staff_card import card_now, click_card
 from tests.bot.test_scale_out import postgresql_only  # noqa: F401  (a fixture)

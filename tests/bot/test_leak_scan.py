@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.devslack.leaks import scan_for_leaks
-from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Stage
 from core import admin, replies
 from core.clock import FrozenClock
 from core.context import Core
 from core.db import Database
+from devslack.leaks import scan_for_leaks
+from devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Stage
 from tests.bot.e2e_support import open_ticket, user
 from tests.conftest import settings_for, truncate_all
 

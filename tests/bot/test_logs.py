@@ -9,7 +9,6 @@ import re
 
 import pytest
 
-from bot.devslack.stage import AGENT, CUSTOMER, MANAGER, SIGNING_SECRET, STAFF_CHANNEL
 from bot.logs import (
     _STANDARD,
     JsonFormatter,
@@ -18,6 +17,7 @@ from bot.logs import (
     TextFormatter,
     configure_logging,
 )
+from devslack.stage import AGENT, CUSTOMER, MANAGER, SIGNING_SECRET, STAFF_CHANNEL
 from tests.bot.e2e_support import open_ticket
 
 

@@ -15,10 +15,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot import notify
-from bot.devslack import FakeSlack
 from bot.errors import Place, Surface, show_error
 from bot.payloads import CreateTicketPayload, ReplyModalPayload
 from core.errors import Forbidden, TicketClosed, Unavailable, ValidationFailed
+from devslack import FakeSlack
 
 TOKEN = "xoxb-test-token"
 STAFF = "USTAFF01"

@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.devslack.stage import AGENT, CUSTOMER, MANAGER_CHANNEL, STAFF_CHANNEL, Stage
 from bot.ids import Action
 from bot.metrics import OUTCOMES, REQUEST_KINDS
 from core import sla
@@ -18,6 +17,7 @@ from core.clock import FrozenClock
 from core.context import Core
 from core.db import Database
 from core.enums import Status
+from devslack.stage import AGENT, CUSTOMER, MANAGER_CHANNEL, STAFF_CHANNEL, Stage
 from tests.bot.e2e_support import detail, open_ticket
 from tests.conftest import settings_for as core_settings
 from tests.conftest import truncate_all

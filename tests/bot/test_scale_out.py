@@ -16,8 +16,6 @@ from sqlalchemy import func, select
 
 from bot.app import BotServer
 from bot.delivery import OutboxWorker
-from bot.devslack.requests import BotClient, BotResponse, SlackRequest, SlackRequestSigner
-from bot.devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, SIGNING_SECRET, Person, Stage
 from bot.ids import EVENT_METADATA_TYPE
 from core import chat
 from core.clock import FrozenClock
@@ -25,6 +23,8 @@ from core.context import Core
 from core.db import Database
 from core.enums import Audience
 from core.models import OutboxMessage, Reply, Ticket
+from devslack.requests import BotClient, BotResponse, SlackRequest, SlackRequestSigner
+from devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, SIGNING_SECRET, Person, Stage
 from tests.conftest import settings_for as core_settings
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.devslack.stage import AGENT, CUSTOMER, STAFF_CHANNEL, Stage
 from core.context import Core
+from devslack.stage import AGENT, CUSTOMER, STAFF_CHANNEL, Stage
 from tests.conftest import settings_for, truncate_all
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from bot.devslack.leaks import scan_for_leaks
-from bot.devslack.stage import Stage
 from core.clock import FrozenClock
 from core.context import Core
 from core.db import Database
+from devslack.leaks import scan_for_leaks
+from devslack.stage import Stage
 from tests.conftest import settings_for, truncate_all
 
 SLACK_API_TIMEOUT = 0.5

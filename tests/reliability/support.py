@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.devslack.server import FakeSlack, FaultRule, FaultStatus
 from bot.ids import EVENT_METADATA_TYPE
 from core.context import Core
 from core.models import AuditEntry, OutboxMessage, Reply, Ticket
+from devslack.server import FakeSlack, FaultRule, FaultStatus
 
 # Outbox kinds whose delivery is a new message in Slack (the others edit or delete messages).
 POSTING_KINDS = frozenset(

@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.devslack.requests import BotResponse, SlackRequest
-from bot.devslack.server import FakeSlack
-from bot.devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Stage
 from core import outbox
 from core.clock import FrozenClock
+from devslack.requests import BotResponse, SlackRequest
+from devslack.server import FakeSlack
+from devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Stage
 from tests.conftest import DATABASES, create_pg_database, drop_pg_database
 from tests.factories import outbox_rows
 from tests.reliability.support import posts_per_outbox_id, table_counts

@@ -23,10 +23,10 @@ from typing import BinaryIO
 import aiohttp
 import pytest
 
-from bot.devslack.requests import BotClient, SlackRequestSigner, SlackUser
-from bot.devslack.server import FakeSlack
 from core.context import Core
 from core.settings import CoreSettings
+from devslack.requests import BotClient, SlackRequestSigner, SlackUser
+from devslack.server import FakeSlack
 from migrations import run_migrations
 from tests.conftest import DATABASES, create_pg_database, drop_pg_database
 from tests.factories import outbox_rows

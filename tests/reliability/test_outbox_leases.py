@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from bot.delivery import OutboxWorker
-from bot.devslack.stage import AGENT, STAFF_CHANNEL, Stage
 from core import outbox
 from core.clock import FrozenClock
+from devslack.stage import AGENT, STAFF_CHANNEL, Stage
 from tests.bot.e2e_support import open_ticket
 from tests.factories import outbox_rows
 from tests.reliability.conftest import SHORT_LEASE

@@ -10,9 +10,9 @@ from collections import defaultdict
 import pytest
 from sqlalchemy import select
 
-from bot.devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Stage
 from core.clock import FrozenClock
 from core.models import OutboxMessage, Reply
+from devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Stage
 from tests.bot.e2e_support import open_ticket
 from tests.factories import outbox_rows
 from tests.reliability.conftest import SLACK_API_TIMEOUT

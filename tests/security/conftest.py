@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.devslack.stage import Replica, Stage
+from devslack.stage import Replica, Stage
 from tests.bot.conftest import stage  # noqa: F401  (the shared end-to-end fixture)
 
 

@@ -9,8 +9,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.devslack.requests import BotResponse
-from bot.devslack.stage import Stage
 from core.models import (
     AuditEntry,
     Category,
@@ -23,6 +21,8 @@ from core.models import (
     Ticket,
     User,
 )
+from devslack.requests import BotResponse
+from devslack.stage import Stage
 
 # Everything a refused request must leave as it was. (inbound_events is not here: claiming a
 # delivery id is how a retry is recognised, refused or not.)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.devslack.stage import CUSTOMER, Stage
 from core import tickets
+from devslack.stage import CUSTOMER, Stage
 from tests.security.support import INTERNALS
 
 

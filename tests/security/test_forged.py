@@ -15,18 +15,18 @@ from typing import Any
 import pytest
 
 from bot.blocks import modals
-from bot.devslack.requests import (
+from bot.ids import Action
+from bot.payloads import CreateTicketPayload, EditReplyPayload, ListPagePayload, TicketRefPayload
+from core import replies
+from core.enums import Status
+from devslack.requests import (
     SlackRequest,
     SlackRequestSigner,
     event_callback_body,
     message_event,
     url_verification_body,
 )
-from bot.devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, SIGNING_SECRET, STAFF_CHANNEL, Stage
-from bot.ids import Action
-from bot.payloads import CreateTicketPayload, EditReplyPayload, ListPagePayload, TicketRefPayload
-from core import replies
-from core.enums import Status
+from devslack.stage import AGENT, CUSTOMER, CUSTOMER_2, SIGNING_SECRET, STAFF_CHANNEL, Stage
 from tests.bot.e2e_support import Opened, detail, open_ticket, user
 from tests.security.support import (
     assert_no_internals,

@@ -16,15 +16,15 @@ from urllib.parse import urlencode
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bot.devslack.requests import (
+from bot.ids import Action, Block, Callback
+from devslack.requests import (
     FORM,
     JSON,
     SlackRequest,
     event_callback_body,
     view_submission_body,
 )
-from bot.devslack.stage import AGENT, CUSTOMER, Stage
-from bot.ids import Action, Block, Callback
+from devslack.stage import AGENT, CUSTOMER, Stage
 from tests.security.support import (
     assert_no_internals,
     counts,

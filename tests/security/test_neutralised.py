@@ -9,7 +9,8 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from bot.devslack.stage import (
+from core import sla
+from devslack.stage import (
     ADMIN,
     AGENT,
     CUSTOMER,
@@ -18,7 +19,6 @@ from bot.devslack.stage import (
     STAFF_CHANNEL,
     Stage,
 )
-from core import sla
 from tests.bot.e2e_support import detail, last_ephemeral, open_ticket
 from tests.security.support import USER_FACING, counts
 

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.devslack.stage import ADMIN, AGENT, MANAGER, STAFF_CHANNEL, Stage
 from bot.ids import Action
 from core import tickets
 from core.errors import Conflict
 from core.models import AuditEntry, Reply, StatusChange, Ticket, User
+from devslack.stage import ADMIN, AGENT, MANAGER, STAFF_CHANNEL, Stage
 from tests.bot.e2e_support import open_ticket, user
 from tests.security.support import INTERNALS
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from bot.devslack.requests import SlackRequest
-from bot.devslack.stage import ADMIN, AGENT, CUSTOMER, STAFF_CHANNEL, Replica, Stage
 from bot.ids import Action
 from bot.payloads import TicketRefPayload
+from devslack.requests import SlackRequest
+from devslack.stage import ADMIN, AGENT, CUSTOMER, STAFF_CHANNEL, Replica, Stage
 from tests.bot.e2e_support import Opened, deleted, detail, edited, open_ticket, staff_cards
 from tests.security.support import counts
 

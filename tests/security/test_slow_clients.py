@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from bot.devslack.stage import CUSTOMER, Stage
 from core.clock import FrozenClock
 from core.context import Core
 from core.db import Database
+from devslack.stage import CUSTOMER, Stage
 from tests.conftest import settings_for, truncate_all
 
 HEADER_DEADLINE = 0.5

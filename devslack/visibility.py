@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from bot.devslack.base import FakeSlackBase
-from bot.devslack.model import (
+from devslack.base import FakeSlackBase
+from devslack.model import (
     EphemeralMessage,
     FakeView,
     StoredMessage,
     VisibleItem,
     _view_visible_text,
 )
-from bot.devslack.render import raw_text, render_message_as_text, render_view_as_text, visible_text
+from devslack.render import raw_text, render_message_as_text, render_view_as_text, visible_text
 
 
 class Visibility(FakeSlackBase):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.devslack.base import FakeSlackBase
-from bot.devslack.model import JSONDict
+from devslack.base import FakeSlackBase
+from devslack.model import JSONDict
 
 
 class AuthMethods(FakeSlackBase):

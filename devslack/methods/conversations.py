@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bot.devslack.base import FakeSlackBase, _as_bool
-from bot.devslack.model import FakeChannel, JSONDict, SlackApiFailure, StoredMessage
+from devslack.base import FakeSlackBase, _as_bool
+from devslack.model import FakeChannel, JSONDict, SlackApiFailure, StoredMessage
 
 
 class ConversationsMethods(FakeSlackBase):

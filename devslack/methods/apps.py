@@ -8,8 +8,8 @@ import json
 import aiohttp
 from aiohttp import web
 
-from bot.devslack.base import FakeSlackBase
-from bot.devslack.model import JSONDict
+from devslack.base import FakeSlackBase
+from devslack.model import JSONDict
 
 
 class AppsMethods(FakeSlackBase):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 
-from bot.devslack.base import FakeSlackBase
-from bot.devslack.model import (
+from devslack.base import FakeSlackBase
+from devslack.model import (
     FakeChannel,
     FakeUser,
     Intent,

@@ -1,6 +1,6 @@
 """A local stand-in for Slack: Web API fake, signed request builders, Block Kit renderer."""
 
-from bot.devslack.render import (
+from devslack.render import (
     mrkdwn_to_text,
     raw_text,
     render_blocks_as_text,
@@ -8,7 +8,7 @@ from bot.devslack.render import (
     render_view_as_text,
     visible_text,
 )
-from bot.devslack.requests import (
+from devslack.requests import (
     BotClient,
     BotResponse,
     SlackRequest,
@@ -25,7 +25,7 @@ from bot.devslack.requests import (
     url_verification_body,
     view_submission_body,
 )
-from bot.devslack.server import (
+from devslack.server import (
     EphemeralMessage,
     FakeChannel,
     FakeSlack,

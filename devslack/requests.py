@@ -21,7 +21,7 @@ import aiohttp
 from bot.ids import Action, Block, Callback, Visibility
 
 if TYPE_CHECKING:
-    from bot.devslack.server import FakeSlack
+    from devslack.server import FakeSlack
 
 JSONDict = dict[str, Any]
 

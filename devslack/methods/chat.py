@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from bot.devslack.base import FakeSlackBase
-from bot.devslack.model import EphemeralMessage, JSONDict, SlackApiFailure
+from devslack.base import FakeSlackBase
+from devslack.model import EphemeralMessage, JSONDict, SlackApiFailure
 
 
 class ChatMethods(FakeSlackBase):

@@ -11,18 +11,18 @@ from typing import Any
 
 from bot.app import BotServer
 from bot.delivery import OutboxWorker
-from bot.devslack.requests import (
+from bot.settings import BotSettings
+from core import admin
+from core.clock import Clock, FrozenClock
+from core.context import Core
+from devslack.requests import (
     BotClient,
     BotResponse,
     SlackRequest,
     SlackRequestSigner,
     SlackUser,
 )
-from bot.devslack.server import FakeSlack
-from bot.settings import BotSettings
-from core import admin
-from core.clock import Clock, FrozenClock
-from core.context import Core
+from devslack.server import FakeSlack
 
 SIGNING_SECRET = "demo-signing-secret-" + "0" * 12
 STAFF_CHANNEL = "CSTAFF0001"

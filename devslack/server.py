@@ -14,24 +14,24 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from bot.devslack.base import FakeSlackBase
-from bot.devslack.blockkit import (
+from devslack.base import FakeSlackBase
+from devslack.blockkit import (
     MAX_MESSAGE_BLOCKS,
     MAX_TEXT_LENGTH,
     MAX_VIEW_BLOCKS,
     validate_blocks,
     validate_view,
 )
-from bot.devslack.faults import CallPredicate, Fault, FaultInjection, FaultRule, FaultStatus
-from bot.devslack.inspection import Inspection
-from bot.devslack.methods.apps import AppsMethods
-from bot.devslack.methods.auth import AuthMethods
-from bot.devslack.methods.chat import ChatMethods
-from bot.devslack.methods.conversations import ConversationsMethods
-from bot.devslack.methods.reactions import ReactionsMethods
-from bot.devslack.methods.users import UsersMethods
-from bot.devslack.methods.views import ViewsMethods
-from bot.devslack.model import (
+from devslack.faults import CallPredicate, Fault, FaultInjection, FaultRule, FaultStatus
+from devslack.inspection import Inspection
+from devslack.methods.apps import AppsMethods
+from devslack.methods.auth import AuthMethods
+from devslack.methods.chat import ChatMethods
+from devslack.methods.conversations import ConversationsMethods
+from devslack.methods.reactions import ReactionsMethods
+from devslack.methods.users import UsersMethods
+from devslack.methods.views import ViewsMethods
+from devslack.model import (
     ClockLike,
     EphemeralMessage,
     FakeChannel,
@@ -48,9 +48,9 @@ from bot.devslack.model import (
     _ResponseUrl,
     _Trigger,
 )
-from bot.devslack.response_url import RESPONSE_URL_MAX_USES, ResponseUrls
-from bot.devslack.visibility import Visibility
-from bot.devslack.workspace import WorkspaceModel
+from devslack.response_url import RESPONSE_URL_MAX_USES, ResponseUrls
+from devslack.visibility import Visibility
+from devslack.workspace import WorkspaceModel
 
 # The model, Block Kit checks and fault rules used to live here: keep importing them from here.
 __all__ = [
@@ -80,7 +80,7 @@ __all__ = [
     "validate_view",
 ]
 
-log = logging.getLogger("bot.devslack")
+log = logging.getLogger("devslack")
 
 # Params that Slack accepts as JSON-encoded strings in form bodies.
 _JSON_PARAMS = frozenset({"blocks", "attachments", "metadata", "view", "unfurls"})

@@ -20,11 +20,11 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from bot.devslack.server import FakeSlack, FakeView, VisibleItem
 from core.access import actor_of
 from core.context import Core
 from core.enums import Audience, Role
 from core.models import AuditEntry, ChatThread, Reply, ReplyEdit, Ticket, User
+from devslack.server import FakeSlack, FakeView, VisibleItem
 
 # Shorter texts ("ok", "thanks") say nothing and would match by chance.
 MIN_NOTE = 6

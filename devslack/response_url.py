@@ -8,8 +8,8 @@ import json
 
 from aiohttp import web
 
-from bot.devslack.base import FakeSlackBase, _as_bool
-from bot.devslack.model import (
+from devslack.base import FakeSlackBase, _as_bool
+from devslack.model import (
     EphemeralMessage,
     JSONDict,
     MessageVersion,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from bot.devslack.base import FakeSlackBase
-from bot.devslack.model import EphemeralMessage, FakeView, JSONDict, RecordedCall, StoredMessage
+from devslack.base import FakeSlackBase
+from devslack.model import EphemeralMessage, FakeView, JSONDict, RecordedCall, StoredMessage
 
 
 class Inspection(FakeSlackBase):

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from bot.devslack.render import visible_text
+from devslack.render import visible_text
 
 JSONDict = dict[str, Any]
 

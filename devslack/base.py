@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.devslack.blockkit import MAX_MESSAGE_BLOCKS, MAX_TEXT_LENGTH, validate_blocks
-from bot.devslack.model import (
+from devslack.blockkit import MAX_MESSAGE_BLOCKS, MAX_TEXT_LENGTH, validate_blocks
+from devslack.model import (
     ClockLike,
     EphemeralMessage,
     FakeChannel,
@@ -30,7 +30,7 @@ from bot.devslack.model import (
 )
 
 if TYPE_CHECKING:
-    from bot.devslack.faults import Fault, FaultRule
+    from devslack.faults import Fault, FaultRule
 
 
 def _as_bool(value: Any, default: bool = False) -> bool:

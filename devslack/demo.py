@@ -1,7 +1,7 @@
 """`python -m bot demo`: ticketbot at work without a Slack workspace.
 
 The real bot (HTTP mode, signed requests, the production BotServer) runs on loopback against
-the stand-in Slack of bot/devslack, with a temporary SQLite database unless DATABASE_URL is set.
+the stand-in Slack of devslack, with a temporary SQLite database unless DATABASE_URL is set.
 A scripted support story is played through signed Slack requests, and what each person sees is
 printed from the Block Kit the bot sent. Every step checks what it expects; the first failed
 expectation ends the demo with a message on stderr and exit code 1.
@@ -38,9 +38,16 @@ from typing import Any, NoReturn, TextIO
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from bot.devslack.leaks import Leak, customer_ids, scan_for_leaks
-from bot.devslack.server import FakeView, StoredMessage
-from bot.devslack.stage import (
+from bot.ids import NOTE_REACTION, REPLY_MARKER, REPLY_REACTION
+from bot.settings import SettingsError, load_settings
+from core import sla, tickets, users
+from core.clock import FrozenClock
+from core.enums import Priority, SlaThreshold, Status
+from core.models import Reply, SlaTimer, Ticket
+from core.views import TicketView
+from devslack.leaks import Leak, customer_ids, scan_for_leaks
+from devslack.server import FakeView, StoredMessage
+from devslack.stage import (
     AGENT,
     CUSTOMER,
     CUSTOMER_2,
@@ -51,13 +58,6 @@ from bot.devslack.stage import (
     Person,
     Stage,
 )
-from bot.ids import NOTE_REACTION, REPLY_MARKER, REPLY_REACTION
-from bot.settings import SettingsError, load_settings
-from core import sla, tickets, users
-from core.clock import FrozenClock
-from core.enums import Priority, SlaThreshold, Status
-from core.models import Reply, SlaTimer, Ticket
-from core.views import TicketView
 
 CONFIRMATION = "No internal note reached a customer"
 WIDTH = 80
@@ -746,4 +746,4 @@ async def _stop_quietly(stage: Stage) -> None:
     try:
         await stage.stop()
     except Exception:
-        logging.getLogger("bot.demo").warning("stopping the demo failed", exc_info=True)
+        logging.getLogger("devslack.demo").warning("stopping the demo failed", exc_info=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.devslack.base import FakeSlackBase
+from devslack.base import FakeSlackBase
 
 FaultStatus = int | Literal["timeout"]
 CallPredicate = Callable[[str, Mapping[str, Any]], bool]

@@ -7,9 +7,9 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from bot.devslack.base import FakeSlackBase
-from bot.devslack.blockkit import validate_view
-from bot.devslack.model import FakeView, JSONDict, SlackApiFailure, _Trigger
+from devslack.base import FakeSlackBase
+from devslack.blockkit import validate_view
+from devslack.model import FakeView, JSONDict, SlackApiFailure, _Trigger
 
 
 class ViewsMethods(FakeSlackBase):
