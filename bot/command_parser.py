@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.enums import Priority, Role, Status
 from core.errors import ValidationFailed
+from core.tickets import TicketFilters, UserRef
 from core.validation import parse_enum
 
 # Slack sends mentions escaped (manifest: should_escape true) as <@U123|name> or <@U123>.
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _NUMBER = re.compile(r"^#?(\d{1,12})$")
 _FILTER_KEYS = ("status", "priority", "assignee", "category", "customer")
+_NOBODY = ("none", "nobody", "unassigned")
 
 
 @dataclass(frozen=True)
@@ -27,9 +30,8 @@ class New:
 
 @dataclass(frozen=True)
 class ListTickets:
-    filters: dict[str, str] = field(default_factory=dict)
+    filters: TicketFilters = field(default_factory=TicketFilters)
     page: int = 1
-    query: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,23 @@ class CategoryList:
 
 
 @dataclass(frozen=True)
+class CategoryDeactivate:
+    name: str
+
+
+@dataclass(frozen=True)
+class SetPriority:
+    number: int
+    priority: Priority
+
+
+@dataclass(frozen=True)
+class SetActive:
+    user_id: str
+    active: bool
+
+
+@dataclass(frozen=True)
 class Sla:
     pass
 
@@ -108,6 +127,9 @@ Command = (
     | SetRole
     | CategoryAdd
     | CategoryList
+    | CategoryDeactivate
+    | SetPriority
+    | SetActive
     | Sla
 )
 
@@ -175,21 +197,35 @@ def _new(rest: str) -> Command:
 def _list(rest: str) -> Command:
     usage = (
         "/ticket list [status:open] [priority:high] [assignee:@user|me|none] "
-        "[category:name] [page N]"
+        "[customer:@user] [category:name] [page N]"
     )
     words, page = _page_suffix(rest.split())
-    filters: dict[str, str] = {}
+    values: dict[str, Any] = {}
     for word in words:
         key, sep, value = word.partition(":")
         key = key.lower()
         if not sep or key not in _FILTER_KEYS or not value:
             raise UsageError(f"Unknown filter `{_clip(word)}`. Usage: `{usage}`")
         if key == "status":
-            parse_enum(Status, value, field="status")
-        if key == "priority":
-            parse_enum(Priority, value, field="priority")
-        filters[key] = value
-    return ListTickets(filters=filters, page=page, query=" ".join(words))
+            values["status"] = parse_enum(Status, value, field="status")
+        elif key == "priority":
+            values["priority"] = parse_enum(Priority, value, field="priority")
+        elif key == "category":
+            values["category_name"] = value
+        elif key == "assignee" and value.lower() in _NOBODY:
+            values["unassigned"], values["assignee"] = True, None
+        elif key == "assignee":
+            values["unassigned"], values["assignee"] = False, _person(value, "assignee:@user")
+        else:
+            values["customer"] = _person(value, "customer:@user")
+    return ListTickets(filters=TicketFilters(**values), page=page)
+
+
+def _person(token: str, usage: str) -> UserRef:
+    """`me` or a mention, as the core's reference to a person (it resolves it)."""
+    if token.lower() == "me":
+        return UserRef(me=True)
+    return UserRef(chat_user_id=_mention(token, usage))
 
 
 def _mine(rest: str) -> Command:
@@ -267,7 +303,29 @@ def _category(rest: str) -> Command:
         return CategoryList()
     if action == "add" and name.strip():
         return CategoryAdd(name=name.strip())
-    raise UsageError("Usage: `/ticket category add <name>` or `/ticket category list`")
+    if action == "deactivate" and name.strip():
+        return CategoryDeactivate(name=name.strip())
+    raise UsageError(
+        "Usage: `/ticket category add <name>`, `/ticket category deactivate <name>` or "
+        "`/ticket category list`"
+    )
+
+
+def _priority(rest: str) -> Command:
+    usage = "/ticket priority 42 <low|medium|high|urgent>"
+    number, level = _split_number(rest, usage)
+    if not level or " " in level:
+        raise UsageError(f"Usage: `{usage}`")
+    return SetPriority(number=number, priority=parse_enum(Priority, level, field="priority"))
+
+
+def _user(rest: str) -> Command:
+    usage = "/ticket user deactivate @user` or `/ticket user activate @user"
+    action, _, who = rest.partition(" ")
+    action = action.lower()
+    if action not in ("activate", "deactivate") or not who.strip():
+        raise UsageError(f"Usage: `{usage}`")
+    return SetActive(user_id=_mention(who, usage), active=action == "activate")
 
 
 def _sla(rest: str) -> Command:
@@ -291,5 +349,7 @@ _VERBS = {
     "delete": _delete,
     "role": _role,
     "category": _category,
+    "priority": _priority,
+    "user": _user,
     "sla": _sla,
 }

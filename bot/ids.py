@@ -23,6 +23,7 @@ class Action(StrEnum):
     NOTE_OPEN = "ticket_note_open"
     SHOW_TICKET = "ticket_show"
     EDIT_REPLY_OPEN = "reply_edit_open"
+    EDIT_TICKET_OPEN = "ticket_edit_open"
     HOME_NEW_TICKET = "home_new_ticket"
     PAGE = "ticket_list_page"
     # inputs inside modals
@@ -63,6 +64,7 @@ class Callback(StrEnum):
     STATUS = "ticket_status"
     ASSIGN = "ticket_assign"
     EDIT_REPLY = "reply_edit"
+    EDIT_TICKET = "ticket_edit"
     MESSAGE_TO_TICKET = "message_to_ticket"
 
 

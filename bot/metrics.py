@@ -23,12 +23,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
-from core import outbox
+from core import outbox, tickets
 from core.context import Core
-from core.enums import Status
-from core.models import Ticket
 from core.outbox import OutboxKind
 
 log = logging.getLogger("bot.metrics")
@@ -120,17 +117,11 @@ class DatabaseFigures:
 
 
 async def read_database_figures(core: Core) -> DatabaseFigures:
-    """Outbox backlog and live tickets by status (one GROUP BY)."""
+    """Outbox backlog and live tickets by status."""
     backlog = await outbox.backlog(core)
-    async with core.db.transaction() as session:
-        rows = await session.execute(
-            select(Ticket.status, func.count())
-            .where(Ticket.deleted_at.is_(None))
-            .group_by(Ticket.status)
-        )
-        counts = {str(status): int(count) for status, count in rows}
-    tickets = {status.value: counts.get(status.value, 0) for status in Status}
-    return DatabaseFigures(backlog=backlog, tickets=tickets, up=True)
+    counts = await tickets.count_by_status(core)
+    by_status = {status.value: count for status, count in counts.items()}
+    return DatabaseFigures(backlog=backlog, tickets=by_status, up=True)
 
 
 class _ScrapeTimeCollector(Collector):

@@ -11,7 +11,9 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.enums import Priority, Status
 from core.errors import ValidationFailed
+from core.tickets import TicketFilters, UserRef
 
 
 class _Payload(BaseModel):
@@ -71,12 +73,80 @@ class CreateTicketPayload(_Payload):
     copied_from_staff: bool | None = None
 
 
+class EditTicketPayload(_Payload):
+    """The ticket edit form: its ticket, and whether it was the staff form (with priority)."""
+
+    ticket_id: uuid.UUID
+    staff_form: bool = False
+
+
 class EditReplyPayload(_Payload):
     reply_id: int = Field(ge=1)
 
 
+class UserRefPayload(_Payload):
+    """core.tickets.UserRef in a button: exactly one of the three."""
+
+    me: bool | None = None
+    user_id: int | None = Field(default=None, ge=1)
+    chat_user_id: str | None = Field(default=None, max_length=32, pattern=r"^[UW][A-Z0-9]+$")
+
+    @model_validator(mode="after")
+    def _one_person(self) -> Self:
+        if sum((bool(self.me), self.user_id is not None, self.chat_user_id is not None)) != 1:
+            raise ValueError("a user reference names exactly one person")
+        return self
+
+    @classmethod
+    def of(cls, ref: UserRef) -> Self:
+        return cls(me=ref.me or None, user_id=ref.user_id, chat_user_id=ref.chat_user_id)
+
+    def ref(self) -> UserRef:
+        return UserRef(me=bool(self.me), user_id=self.user_id, chat_user_id=self.chat_user_id)
+
+
+class ListFiltersPayload(_Payload):
+    """core.tickets.TicketFilters in a page button, field for field."""
+
+    status: Status | None = None
+    priority: Priority | None = None
+    assignee: UserRefPayload | None = None
+    unassigned: bool | None = None
+    customer: UserRefPayload | None = None
+    company_id: int | None = Field(default=None, ge=1)
+    category_id: int | None = Field(default=None, ge=1)
+    category_name: str | None = Field(default=None, max_length=100)
+
+    @classmethod
+    def of(cls, filters: TicketFilters) -> Self:
+        return cls(
+            status=filters.status,
+            priority=filters.priority,
+            assignee=UserRefPayload.of(filters.assignee) if filters.assignee else None,
+            unassigned=filters.unassigned or None,
+            customer=UserRefPayload.of(filters.customer) if filters.customer else None,
+            company_id=filters.company_id,
+            category_id=filters.category_id,
+            category_name=filters.category_name,
+        )
+
+    def filters(self) -> TicketFilters:
+        return TicketFilters(
+            status=self.status,
+            priority=self.priority,
+            assignee=self.assignee.ref() if self.assignee else None,
+            unassigned=bool(self.unassigned),
+            customer=self.customer.ref() if self.customer else None,
+            company_id=self.company_id,
+            category_id=self.category_id,
+            category_name=self.category_name,
+        )
+
+
 class ListPagePayload(_Payload):
-    """A page button of a ticket list: the filters travel with it."""
+    """A page button of a list. A `/ticket list` page carries its typed filters (`filters`);
+    `mine` and search pages carry the command text (`query`), as older list buttons did."""
 
     page: int = Field(ge=1, le=100_000)
     query: str = Field(default="", max_length=300)
+    filters: ListFiltersPayload | None = None

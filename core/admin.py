@@ -306,13 +306,24 @@ async def create_category(
         return _category_view(category)
 
 
-async def deactivate_category(core: Core, *, actor_id: int, category_id: int) -> CategoryView:
-    """An admin retires a category: existing tickets keep it, new ones cannot pick it."""
+async def deactivate_category(
+    core: Core, *, actor_id: int, category_id: int | None = None, name: str | None = None
+) -> CategoryView:
+    """An admin retires a category, named by id or by name (any case): existing tickets keep
+    it, new ones cannot pick it; `category add` with its name brings it back."""
     async with core.db.transaction() as session:
         actor = await _admin(session, actor_id, "category.deactivate")
-        category = await session.get(Category, category_id)
+        if name is not None:
+            wanted = single_line(name, field="name", max_length=NAME_MAX).lower()
+            category = await session.scalar(
+                select(Category).where(func.lower(Category.name) == wanted)
+            )
+        else:
+            category = await session.get(Category, category_id) if category_id else None
         if category is None:
             raise NotFound("That category was not found.")
+        if not category.is_active:
+            return _category_view(category)
         category.is_active = False
         audit.record(
             session,

@@ -19,7 +19,7 @@ from core.models import ChatMessage, Reply, ReplyEdit, Ticket
 from core.outbox import OutboxKind
 from core.tickets import apply_status, clean_idempotency_key
 from core.validation import BODY_MAX, clean_text
-from core.views import ReplyView, TicketView
+from core.views import ReplyDraft, ReplyView, TicketView
 
 log = logging.getLogger("core.replies")
 
@@ -287,15 +287,17 @@ async def delete_reply(core: Core, *, actor_id: int, reply_id: int) -> None:
         _sync_copies(session, reply, row, OutboxKind.REPLY_COPIES_DELETE, now)
 
 
-async def reply_to_edit(core: Core, *, actor_id: int, reply_id: int) -> ReplyView:
-    """The reply its author is about to edit. A reply the actor may not see, on a ticket they
-    may not see, deleted or missing, answers the same NotFound: nothing can be probed."""
+async def reply_to_edit(core: Core, *, actor_id: int, reply_id: int) -> ReplyDraft:
+    """The reply its author is about to edit, with its edit history for the form. A reply the
+    actor may not see, on a ticket they may not see, deleted or missing, answers the same
+    NotFound: nothing can be probed."""
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
         reply, _ = await _load_reply(session, actor, reply_id)
         if reply.author_id != actor.id:
             raise denied(actor, "reply.edit", "Only the author can edit a message.")
-        return (await repository.reply_views(session, [reply]))[0]
+        view = (await repository.reply_views(session, [reply]))[0]
+        return ReplyDraft(reply=view, history=tuple(await _previous_bodies(session, reply)))
 
 
 async def reply_history(core: Core, *, actor_id: int, reply_id: int) -> list[str]:
@@ -303,12 +305,16 @@ async def reply_history(core: Core, *, actor_id: int, reply_id: int) -> list[str
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
         reply, _ = await _load_reply(session, actor, reply_id)
-        rows = await session.scalars(
-            select(ReplyEdit.previous_body)
-            .where(ReplyEdit.reply_id == reply.id)
-            .order_by(ReplyEdit.edited_at, ReplyEdit.id)
-        )
-        return list(rows)
+        return await _previous_bodies(session, reply)
+
+
+async def _previous_bodies(session: AsyncSession, reply: Reply) -> list[str]:
+    rows = await session.scalars(
+        select(ReplyEdit.previous_body)
+        .where(ReplyEdit.reply_id == reply.id)
+        .order_by(ReplyEdit.edited_at, ReplyEdit.id)
+    )
+    return list(rows)
 
 
 async def _load_reply(session: AsyncSession, actor: Actor, reply_id: int) -> tuple[Reply, Ticket]:

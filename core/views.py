@@ -62,6 +62,14 @@ class ReplyView:
 
 
 @dataclass(frozen=True)
+class ReplyDraft:
+    """A reply its author is about to edit, with its earlier texts (oldest first)."""
+
+    reply: ReplyView
+    history: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class StatusChangeView:
     from_status: Status | None
     to_status: Status

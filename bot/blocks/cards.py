@@ -90,6 +90,7 @@ def ticket_buttons(ticket: TicketView) -> Json:
         status,
         button("Reply to customer", action_id=Action.REPLY_OPEN, value=value),
         button("Internal note", action_id=Action.NOTE_OPEN, value=value),
+        button("Edit…", action_id=Action.EDIT_TICKET_OPEN, value=value),
     )
 
 

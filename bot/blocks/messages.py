@@ -32,8 +32,14 @@ from bot.blocks.text import (
     truncate,
 )
 from bot.ids import REPLY_MARKER, Action
-from bot.payloads import EditReplyPayload, ListPagePayload, TicketRefPayload
+from bot.payloads import (
+    EditReplyPayload,
+    ListFiltersPayload,
+    ListPagePayload,
+    TicketRefPayload,
+)
 from core.enums import SlaThreshold, Status
+from core.tickets import TicketFilters, UserRef
 from core.views import Page, ReplyView, TicketDetail, TicketView
 
 Message = tuple[str, list[Json]]
@@ -262,21 +268,25 @@ def _show_button(ticket: TicketView) -> Json:
     )
 
 
-def _page_nav(number: int, pages: int, query: str) -> list[Json]:
-    """Prev/Next page buttons (each in its own block: action_ids are unique per block)."""
+def _page_nav(
+    number: int, pages: int, query: str, filters: TicketFilters | None = None
+) -> list[Json]:
+    """Prev/Next page buttons (each in its own block: action_ids are unique per block); a
+    ticket list's buttons carry its typed `filters`, other lists their command text `query`."""
     if pages <= 1:
         return []
-    query = plain(query)
+    carried = ListFiltersPayload.of(filters) if filters is not None else None
+    query = "" if carried is not None else plain(query)
     if len(query) > QUERY_MAX:
         return [context("Narrow the filters to move between pages.")]
     nav: list[Json] = []
     if number > 1:
-        value = ListPagePayload(page=min(number - 1, pages), query=query).dump()
+        value = ListPagePayload(page=min(number - 1, pages), query=query, filters=carried).dump()
         nav.append(
             actions(button("◀ Previous", action_id=Action.PAGE, value=value), block_id="page_prev")
         )
     if number < pages:
-        value = ListPagePayload(page=number + 1, query=query).dump()
+        value = ListPagePayload(page=number + 1, query=query, filters=carried).dump()
         nav.append(
             actions(button("Next ▶", action_id=Action.PAGE, value=value), block_id="page_next")
         )
@@ -293,6 +303,7 @@ def _listing(
     query: str,
     empty: str,
     capped: bool = False,
+    filters: TicketFilters | None = None,
 ) -> list[Json]:
     blocks = [section(heading)]
     if not rows:
@@ -307,12 +318,15 @@ def _listing(
     if len(rows) > LIST_ITEMS:
         footer += f" · {len(rows) - LIST_ITEMS} more on this page not shown"
     blocks.append(context(footer))
-    blocks.extend(_page_nav(number, pages, query))
+    blocks.extend(_page_nav(number, pages, query, filters))
     return blocks[:MESSAGE_BLOCKS]
 
 
-def ticket_list(page: Page[TicketView], *, title: str, query: str) -> list[Json]:
-    """A page of tickets, one compact section each, with Prev/Next buttons carrying `query`."""
+def ticket_list(
+    page: Page[TicketView], *, title: str, query: str = "", filters: TicketFilters | None = None
+) -> list[Json]:
+    """A page of tickets, one compact section each, with Prev/Next buttons carrying the list's
+    `filters` (a `/ticket list`) or else its command text `query` (e.g. 'mine')."""
     rows = [(ticket, None) for ticket in page.items]
     return _listing(
         rows,
@@ -322,7 +336,32 @@ def ticket_list(page: Page[TicketView], *, title: str, query: str) -> list[Json]
         heading=f"*{escape(truncate(single_line(title), 200))}*",
         query=query,
         empty="_No tickets found._",
+        filters=filters,
     )
+
+
+def filters_label(filters: TicketFilters) -> str:
+    """The filters as `/ticket list` takes them, e.g. 'status:open assignee:me' (plain)."""
+    parts: list[str] = []
+    if filters.status is not None:
+        parts.append(f"status:{filters.status.value}")
+    if filters.priority is not None:
+        parts.append(f"priority:{filters.priority.value}")
+    if filters.unassigned:
+        parts.append("assignee:none")
+    elif filters.assignee is not None:
+        parts.append(f"assignee:{_person_label(filters.assignee)}")
+    if filters.customer is not None:
+        parts.append(f"customer:{_person_label(filters.customer)}")
+    if filters.category_name is not None:
+        parts.append(f"category:{filters.category_name}")
+    return " ".join(parts)
+
+
+def _person_label(ref: UserRef) -> str:
+    if ref.me:
+        return "me"
+    return f"<@{ref.chat_user_id}>" if ref.chat_user_id else f"user {ref.user_id}"
 
 
 def search_results(page: Page[HitT], *, text: str, query: str) -> list[Json]:
@@ -426,6 +465,11 @@ def ticket_detail(
     if ticket.status_reason:
         reason = escape(truncate(ticket.status_reason, REASON_LIMIT))
         blocks.append(context(f"*{labels.status_label(ticket.status)}:* {reason}"))
+    own = viewer_id is not None and viewer_id == ticket.customer.id
+    if own and not staff and ticket.status is not Status.CLOSED:
+        # Their own open ticket: they may edit its title, description and category.
+        value = TicketRefPayload(ticket_id=ticket.id).dump()
+        blocks.append(actions(button("Edit…", action_id=Action.EDIT_TICKET_OPEN, value=value)))
     history = _history_line(detail)
     if history:
         blocks.append(context(history))
@@ -472,7 +516,11 @@ def help_text(*, staff: bool, admin: bool, manager: bool = False) -> str:
         "`/ticket show N` — a ticket in full (`42` or `#42`)",
         "`/ticket search <text>` — search titles, descriptions and replies",
         "`/ticket status N <status> [reason]` — change the status",
-        "`/ticket close N [reason]` — close a ticket",
+        (
+            "`/ticket close N <reason>` — close a ticket (the customer sees the reason)"
+            if staff
+            else "`/ticket close N [reason]` — close your ticket"
+        ),
         "`/ticket reopen N` — reopen a ticket",
         "`/ticket reply N <text>` — reply on a ticket",
         "`/ticket category list` — the categories",
@@ -480,6 +528,7 @@ def help_text(*, staff: bool, admin: bool, manager: bool = False) -> str:
     if staff:
         lines += [
             "`/ticket assign N @user` — assign a ticket",
+            "`/ticket priority N <low|medium|high|urgent>` — change the priority",
             "`/ticket note N <text>` — add an internal note (staff only)",
             "`/ticket sla` — tickets at risk of missing their first-response target",
             f"In a ticket's staff thread, messages are internal notes; start one with "
@@ -491,6 +540,9 @@ def help_text(*, staff: bool, admin: bool, manager: bool = False) -> str:
         lines += [
             "`/ticket role @user <customer|corporate|agent|manager|admin>` — change a role",
             "`/ticket category add <name>` — add a category",
+            "`/ticket category deactivate <name>` — retire a category (tickets keep it)",
+            "`/ticket user deactivate @user` / `user activate @user` — stop or restore someone's "
+            "access (deactivating unassigns their tickets)",
         ]
     return "\n".join(lines)
 

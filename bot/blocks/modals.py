@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from bot.blocks import labels
 from bot.blocks.kit import (
@@ -24,6 +24,7 @@ from bot.ids import Action, Block, Callback, Visibility
 from bot.payloads import (
     CreateTicketPayload,
     EditReplyPayload,
+    EditTicketPayload,
     ReplyModalPayload,
     TicketRefPayload,
 )
@@ -249,8 +250,11 @@ def reply_modal(ticket: TicketView, *, staff: bool, internal_default: bool = Tru
     )
 
 
-def status_modal(ticket: TicketView, *, allowed: Sequence[Status]) -> Json:
-    """Change-status modal offering the `allowed` statuses and an optional, public reason."""
+def status_modal(
+    ticket: TicketView, *, allowed: Sequence[Status], reason_required: Collection[Status] = ()
+) -> Json:
+    """Change-status modal offering the `allowed` statuses and a public reason, which the core
+    requires for the statuses in `reason_required` (the hint says which)."""
     metadata = TicketRefPayload(ticket_id=ticket.id).dump()
     current = f"Now: *{labels.status_label(ticket.status)}*"
     blocks: list[Json] = [section(f"{labels.ref(ticket)}\n{current}")]
@@ -276,7 +280,7 @@ def status_modal(ticket: TicketView, *, allowed: Sequence[Status]) -> Json:
             label="Reason (the customer sees it)",
             element=_text_input(Action.REASON, max_length=REASON_MAX, multiline=True),
             optional=True,
-            hint="Required when closing.",
+            hint=_reason_hint([s for s in choices if s in reason_required]),
         )
     )
     return _modal(
@@ -286,6 +290,13 @@ def status_modal(ticket: TicketView, *, allowed: Sequence[Status]) -> Json:
         private_metadata=metadata,
         blocks=blocks,
     )
+
+
+def _reason_hint(required: Sequence[Status]) -> str:
+    if not required:
+        return "Optional."
+    names = " or ".join(labels.status_label(s).lower() for s in required)
+    return f"Required when the new status is {names}."
 
 
 def assign_modal(ticket: TicketView) -> Json:
@@ -310,8 +321,73 @@ def assign_modal(ticket: TicketView) -> Json:
     )
 
 
-def edit_reply_modal(reply: ReplyView) -> Json:
-    """Edit a reply or note; says which it is, since that cannot be changed."""
+def edit_ticket_modal(
+    ticket: TicketView, *, categories: Sequence[CategoryView], staff: bool
+) -> Json:
+    """Edit a ticket's title, description and category, and (staff form) its priority; every
+    input starts with what the ticket has now. The customer sees all of it."""
+    blocks: list[Json] = [
+        context(f"{labels.ref(ticket)} · the customer sees the title and the description."),
+        input_block(
+            block_id=Block.TITLE,
+            label="Title",
+            element=_text_input(Action.TITLE, max_length=TITLE_MAX, initial=ticket.title),
+        ),
+        input_block(
+            block_id=Block.DESCRIPTION,
+            label="Description",
+            element=_text_input(
+                Action.DESCRIPTION,
+                max_length=BODY_MAX,
+                multiline=True,
+                initial=ticket.description,
+            ),
+            optional=True,
+        ),
+    ]
+    if staff:
+        blocks.append(
+            input_block(
+                block_id=Block.PRIORITY,
+                label="Priority",
+                element={
+                    "type": "static_select",
+                    "action_id": Action.PRIORITY,
+                    "options": list(PRIORITY_OPTIONS.values()),
+                    "initial_option": PRIORITY_OPTIONS[ticket.priority],
+                },
+            )
+        )
+    active = [c for c in categories if c.is_active][:SELECT_OPTIONS]
+    if active:
+        options = {c.id: option(c.name or f"Category {c.id}", str(c.id)) for c in active}
+        element: Json = {
+            "type": "static_select",
+            "action_id": Action.CATEGORY,
+            "placeholder": plain_text("Choose a category"),
+            "options": list(options.values()),
+        }
+        if ticket.category_id in options:
+            element["initial_option"] = options[ticket.category_id]
+        blocks.append(
+            input_block(block_id=Block.CATEGORY, label="Category", element=element, optional=True)
+        )
+    return _modal(
+        title=truncate(f"Edit #{ticket.number}", VIEW_TITLE),
+        submit="Save",
+        callback_id=Callback.EDIT_TICKET,
+        private_metadata=EditTicketPayload(ticket_id=ticket.id, staff_form=staff).dump(),
+        blocks=blocks,
+    )
+
+
+EDIT_HISTORY_SHOWN = 3
+EDIT_HISTORY_PREVIEW = 300
+
+
+def edit_reply_modal(reply: ReplyView, *, history: Sequence[str] = ()) -> Json:
+    """Edit a reply or note; says which it is, since that cannot be changed, and shows the
+    latest earlier versions (who may edit it may read them)."""
     if reply.is_internal:
         kind = ":lock: *Internal note* — staff only. It stays internal."
     else:
@@ -326,6 +402,15 @@ def edit_reply_modal(reply: ReplyView) -> Json:
             ),
         ),
     ]
+    if history:
+        shown = history[-EDIT_HISTORY_SHOWN:]
+        earlier = len(history) - len(shown)
+        heading = f"*Earlier versions* ({len(history)}, newest first)"
+        blocks.append(context(heading + (f"; {earlier} older not shown" if earlier else "")))
+        blocks.extend(
+            context(escape(truncate(single_line(text), EDIT_HISTORY_PREVIEW)) or "_(empty)_")
+            for text in reversed(shown)
+        )
     return _modal(
         title="Edit note" if reply.is_internal else "Edit reply",
         submit="Save",

@@ -22,7 +22,6 @@ from bot.payloads import (
 from bot.runtime import Runtime
 from core import admin, chat, replies, tickets
 from core.access import TicketRef
-from core.tickets import TRANSITIONS
 from core.views import UserView
 
 log = logging.getLogger("bot.actions")
@@ -66,6 +65,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             Action.NOTE_OPEN,
             Action.SHOW_TICKET,
             Action.EDIT_REPLY_OPEN,
+            Action.EDIT_TICKET_OPEN,
             Action.HOME_NEW_TICKET,
             Action.PAGE,
         }
@@ -102,11 +102,13 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         await ack()
         if not await _first_delivery(runtime, body):
             return
-        ticket = await _ticket_for(runtime, actor, body)
-        allowed = sorted(TRANSITIONS[ticket.status], key=lambda s: list(TRANSITIONS).index(s))
-        await client.views_open(
-            trigger_id=body["trigger_id"], view=modals.status_modal(ticket, allowed=allowed)
+        ref: TicketRef = TicketRefPayload.parse(_value(body)).ticket_id
+        # The core offers what it would accept: the same rules change_status enforces.
+        choices = await tickets.allowed_transitions(runtime.core, actor_id=actor.id, ticket=ref)
+        view = modals.status_modal(
+            choices.ticket, allowed=choices.targets, reason_required=choices.reason_required
         )
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.action(Action.REPLY_OPEN.value)
     @app.action(Action.NOTE_OPEN.value)
@@ -164,12 +166,28 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         if not await _first_delivery(runtime, body):
             return
         payload = EditReplyPayload.parse(_value(body))
-        reply = await replies.reply_to_edit(
+        draft = await replies.reply_to_edit(
             runtime.core,
             actor_id=actor.id,
             reply_id=payload.reply_id,
         )
-        await client.views_open(trigger_id=body["trigger_id"], view=modals.edit_reply_modal(reply))
+        view = modals.edit_reply_modal(draft.reply, history=draft.history)
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.action(Action.EDIT_TICKET_OPEN.value)
+    @runtime.supervise
+    async def open_edit_ticket(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: UserView
+    ) -> None:
+        """The edit form, with the priority for staff; the core decides on submit what this
+        person may change."""
+        await ack()
+        if not await _first_delivery(runtime, body):
+            return
+        ticket = await _ticket_for(runtime, actor, body)
+        categories = await admin.list_categories(runtime.core)
+        view = modals.edit_ticket_modal(ticket, categories=categories, staff=actor.role.is_staff)
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.action(Action.HOME_NEW_TICKET.value)
     @runtime.supervise
@@ -198,7 +216,10 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         if not await _first_delivery(runtime, body):
             return
         payload = ListPagePayload.parse(_value(body))
-        text = f"{payload.query} page {payload.page}"
-        parsed = cp.parse(text)
+        parsed: cp.Command
+        if payload.filters is not None:  # a `/ticket list` page: its filters, typed
+            parsed = cp.ListTickets(filters=payload.filters.filters(), page=payload.page)
+        else:  # `mine`, a search (or a list button sent before filters were typed)
+            parsed = cp.parse(f"{payload.query} page {payload.page}")
         handler = HANDLERS[type(parsed)]
         await handler(runtime, parsed, actor=actor, command={}, respond=respond, client=client)

@@ -18,9 +18,8 @@ from bot.listeners.registry import Registry
 from bot.payloads import CreateTicketPayload
 from bot.runtime import Runtime
 from core import admin, chat, replies, search, sla, tickets
-from core.enums import Priority, Role, Status
+from core.enums import Role
 from core.errors import ValidationFailed
-from core.tickets import TicketFilters
 from core.views import UserView
 
 log = logging.getLogger("bot.commands")
@@ -98,51 +97,18 @@ async def _new(
     await client.views_open(trigger_id=command["trigger_id"], view=view)
 
 
-async def _filters(runtime: Runtime, actor: UserView, raw: dict[str, str]) -> TicketFilters:
-    values: dict[str, Any] = {}
-    if "status" in raw:
-        values["status"] = Status(raw["status"].lower().replace("-", "_"))
-    if "priority" in raw:
-        values["priority"] = Priority(raw["priority"].lower())
-    if "assignee" in raw:
-        who = raw["assignee"]
-        if who.lower() in ("none", "nobody", "unassigned"):
-            values["unassigned"] = True
-        elif who.lower() == "me":
-            values["assignee_id"] = actor.id
-        else:
-            slack_id = cp._mention(who, "assignee:@user")
-            values["assignee_id"] = (await resolve_user(runtime, slack_id)).id
-    if "customer" in raw:
-        slack_id = cp._mention(raw["customer"], "customer:@user")
-        values["customer_id"] = (await resolve_user(runtime, slack_id)).id
-    if "category" in raw:
-        wanted = raw["category"].lower()
-        found = [
-            c
-            for c in await admin.list_categories(runtime.core, include_inactive=True)
-            if c.name.lower() == wanted
-        ]
-        if not found:
-            raise ValidationFailed(
-                f"There is no category named {raw['category']!r}.", field="category"
-            )
-        values["category_id"] = found[0].id
-    return TicketFilters(**values)
-
-
 async def _list(
     runtime: Runtime, cmd: cp.ListTickets, *, actor: UserView, respond: AsyncRespond, **_: Any
 ) -> None:
-    filters = await _filters(runtime, actor, cmd.filters)
     page = await tickets.list_tickets(
-        runtime.core, actor_id=actor.id, filters=filters, page=cmd.page
+        runtime.core, actor_id=actor.id, filters=cmd.filters, page=cmd.page
     )
-    title = "Tickets" + (f" ({cmd.query})" if cmd.query else "")
+    label = messages.filters_label(cmd.filters)
+    title = "Tickets" + (f" ({label})" if label else "")
     await _say(
         respond,
         f"{page.total} tickets",
-        messages.ticket_list(page, title=title, query=f"list {cmd.query}".strip()),
+        messages.ticket_list(page, title=title, filters=cmd.filters),
     )
 
 
@@ -193,9 +159,20 @@ async def _assign(
 async def _status(
     runtime: Runtime, cmd: cp.SetStatus, *, actor: UserView, respond: AsyncRespond, **_: Any
 ) -> None:
-    ticket = await tickets.change_status(
-        runtime.core, actor_id=actor.id, ticket=cmd.number, status=cmd.status, reason=cmd.reason
-    )
+    try:
+        ticket = await tickets.change_status(
+            runtime.core,
+            actor_id=actor.id,
+            ticket=cmd.number,
+            status=cmd.status,
+            reason=cmd.reason,
+        )
+    except ValidationFailed as error:
+        if error.field != "reason" or cmd.reason is not None:
+            raise
+        # The core's rule (closing needs a reason), with how to write the command that meets it.
+        usage = f"/ticket close {cmd.number} <reason>"
+        raise cp.UsageError(f"{error.message} Usage: `{usage}`", field="reason") from None
     runtime.wake_outbox()
     label = ticket.status.value.replace("_", " ")
     await _say(respond, f":white_check_mark: Ticket #{ticket.number} is now {label}.")
@@ -267,6 +244,52 @@ async def _category_list(
     await _say(respond, f"Categories: {names}")
 
 
+async def _category_deactivate(
+    runtime: Runtime,
+    cmd: cp.CategoryDeactivate,
+    *,
+    actor: UserView,
+    respond: AsyncRespond,
+    **_: Any,
+) -> None:
+    category = await admin.deactivate_category(runtime.core, actor_id=actor.id, name=cmd.name)
+    await _say(
+        respond,
+        f":white_check_mark: Category {escape(category.name)} is deactivated: tickets keep it, "
+        "new tickets cannot choose it.",
+    )
+
+
+async def _priority(
+    runtime: Runtime, cmd: cp.SetPriority, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    ticket = await tickets.change_priority(
+        runtime.core, actor_id=actor.id, ticket=cmd.number, priority=cmd.priority
+    )
+    runtime.wake_outbox()
+    await _say(
+        respond, f":white_check_mark: Ticket #{ticket.number} is now {ticket.priority.value}."
+    )
+
+
+async def _active(
+    runtime: Runtime, cmd: cp.SetActive, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    target = await resolve_user(runtime, cmd.user_id)
+    changed = await admin.set_active(
+        runtime.core, actor_id=actor.id, user_id=target.id, active=cmd.active
+    )
+    runtime.wake_outbox()
+    if changed.is_active:
+        text = f":white_check_mark: {_name(changed)} is active again."
+    else:
+        text = (
+            f":white_check_mark: {_name(changed)} is deactivated: they can no longer use the "
+            "desk, and the tickets assigned to them were unassigned."
+        )
+    await _say(respond, text)
+
+
 async def _sla(
     runtime: Runtime, cmd: cp.Sla, *, actor: UserView, respond: AsyncRespond, **_: Any
 ) -> None:
@@ -288,5 +311,8 @@ HANDLERS: dict[type, Any] = {
     cp.SetRole: _role,
     cp.CategoryAdd: _category_add,
     cp.CategoryList: _category_list,
+    cp.CategoryDeactivate: _category_deactivate,
+    cp.SetPriority: _priority,
+    cp.SetActive: _active,
     cp.Sla: _sla,
 }

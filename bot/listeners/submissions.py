@@ -14,10 +14,15 @@ from bot.errors import Place, Surface, show_error
 from bot.ids import Action, Block, Callback, Visibility
 from bot.listeners.common import input_value, resolve_user, view_values
 from bot.listeners.registry import Registry
-from bot.payloads import CreateTicketPayload, EditReplyPayload, ReplyModalPayload, TicketRefPayload
+from bot.payloads import (
+    CreateTicketPayload,
+    EditReplyPayload,
+    EditTicketPayload,
+    ReplyModalPayload,
+    TicketRefPayload,
+)
 from bot.runtime import Runtime
 from core import replies, tickets
-from core.enums import Status
 from core.errors import DomainError, ValidationFailed
 from core.views import UserView
 
@@ -60,6 +65,14 @@ def _meant_internal(payload: ReplyModalPayload, values: dict[str, dict[str, Any]
     return bool(choice != Visibility.PUBLIC.value)
 
 
+def _category_id(picked: object) -> int | None:
+    """The category chosen in a form (None: none chosen)."""
+    try:
+        return int(str(picked)) if picked else None
+    except ValueError:
+        raise ValidationFailed("That category does not exist.", field="category") from None
+
+
 def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     registry.views.update(
         {
@@ -68,6 +81,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             Callback.STATUS,
             Callback.ASSIGN,
             Callback.EDIT_REPLY,
+            Callback.EDIT_TICKET,
         }
     )
 
@@ -84,11 +98,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
             except DomainError as error:
                 # A bot, an unknown or foreign user: say so under the customer picker.
                 raise ValidationFailed(error.message, field="customer") from None
-        category = input_value(values, Block.CATEGORY, Action.CATEGORY)
-        try:
-            category_id = int(category) if category else None
-        except (TypeError, ValueError):
-            raise ValidationFailed("That category does not exist.", field="category") from None
+        category_id = _category_id(input_value(values, Block.CATEGORY, Action.CATEGORY))
         ticket = await tickets.create_ticket(
             runtime.core,
             actor_id=actor.id,
@@ -125,8 +135,6 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         values = view_values(view)
         raw = input_value(values, Block.STATUS, Action.STATUS)
         reason = input_value(values, Block.REASON, Action.REASON)
-        if raw == Status.CLOSED.value and not (reason or "").strip():
-            raise ValidationFailed("Say why the ticket is closed.", field="reason")
         await tickets.change_status(
             runtime.core,
             actor_id=actor.id,
@@ -163,8 +171,27 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         )
         return None
 
+    async def edit_ticket(view: dict[str, Any], actor: UserView) -> str | None:
+        payload = EditTicketPayload.parse(view.get("private_metadata"))
+        values = view_values(view)
+        # The priority only from the staff form; the core refuses it from anyone not staff.
+        priority = (
+            input_value(values, Block.PRIORITY, Action.PRIORITY) if payload.staff_form else None
+        )
+        await tickets.update_ticket(
+            runtime.core,
+            actor_id=actor.id,
+            ticket=payload.ticket_id,
+            title=input_value(values, Block.TITLE, Action.TITLE) or "",
+            description=input_value(values, Block.DESCRIPTION, Action.DESCRIPTION) or "",
+            category_id=_category_id(input_value(values, Block.CATEGORY, Action.CATEGORY)),
+            priority=priority or None,
+        )
+        return None
+
     app.view(Callback.CREATE_TICKET.value)(_submission(runtime, create))
     app.view(Callback.REPLY.value)(_submission(runtime, reply))
     app.view(Callback.STATUS.value)(_submission(runtime, status))
     app.view(Callback.ASSIGN.value)(_submission(runtime, assign))
     app.view(Callback.EDIT_REPLY.value)(_submission(runtime, edit))
+    app.view(Callback.EDIT_TICKET.value)(_submission(runtime, edit_ticket))

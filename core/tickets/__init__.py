@@ -14,6 +14,8 @@ commits all of it or nothing.
 from core.tickets.create import IDEMPOTENCY_KEY_MAX, clean_idempotency_key, create_ticket
 from core.tickets.lifecycle import (
     TRANSITIONS,
+    StatusChoices,
+    allowed_transitions,
     apply_status,
     assign_ticket,
     change_priority,
@@ -24,6 +26,8 @@ from core.tickets.lifecycle import (
 )
 from core.tickets.queries import (
     TicketFilters,
+    UserRef,
+    count_by_status,
     get_ticket,
     list_tickets,
     my_tickets,
@@ -34,12 +38,16 @@ from core.tickets.queries import (
 __all__ = [
     "IDEMPOTENCY_KEY_MAX",
     "TRANSITIONS",
+    "StatusChoices",
     "TicketFilters",
+    "UserRef",
+    "allowed_transitions",
     "apply_status",
     "assign_ticket",
     "change_priority",
     "change_status",
     "clean_idempotency_key",
+    "count_by_status",
     "create_ticket",
     "delete_ticket",
     "get_ticket",

@@ -4,6 +4,7 @@ release when someone may no longer hold a ticket), edits, priority, soft deletio
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -65,12 +66,19 @@ async def update_ticket(
     description: str | None = None,
     category_id: int | None = None,
     clear_category: bool = False,
+    priority: Priority | str | None = None,
 ) -> TicketView:
-    """Edit title, description or category: the customer of the ticket or staff who see it."""
+    """Edit title, description or category (the customer of the ticket or staff who see it)
+    and, for staff, the priority: one form's changes in one transaction."""
+    level = parse_enum(Priority, priority, field="priority") if priority is not None else None
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
         row = await load_ticket(session, actor, ticket, for_update=True)
         require_open_for_changes(row)
+        now = core.clock.now()
+        reprioritised = level is not None and await _set_priority(
+            core, session, actor, row, level, now
+        )
         changes: dict[str, object] = {}
         if title is not None:
             new_title = single_line(title, field="title", max_length=TITLE_MAX)
@@ -88,8 +96,10 @@ async def update_ticket(
             category = await active_category(session, category_id)
             changes["category_id"] = category.id if category else None
         if not changes:
+            if reprioritised:
+                refresh_card(session, row, now)
+                await session.flush()
             return await repository.ticket_view(session, row)
-        now = core.clock.now()
         for name, value in changes.items():
             setattr(row, name, value)
         row.updated_at = now
@@ -116,28 +126,62 @@ async def change_priority(
         row = await load_ticket(session, actor, ticket, for_update=True)
         require_staff(actor, "ticket.priority")
         require_open_for_changes(row)
-        if row.priority == level.value:
-            return await repository.ticket_view(session, row)
         now = core.clock.now()
-        previous = row.priority
-        row.priority = level.value
-        row.updated_at = now
-        if row.first_response_at is None and row.sla_breach_at is not None:
-            # Resolved without an answer: the new deadlines are recorded, but no timer is
-            # armed until the ticket is reopened (which restarts the clock anyway).
-            await sla.restart(session, row, SlaPolicy(core.settings), sla_start(row))
-        audit.record(
-            session,
-            actor_id=actor.id,
-            action="ticket.priority_changed",
-            ticket_id=row.id,
-            now=now,
-            previous=previous,
-            priority=level.value,
-        )
-        refresh_card(session, row, now)
-        await session.flush()
+        if await _set_priority(core, session, actor, row, level, now):
+            refresh_card(session, row, now)
+            await session.flush()
         return await repository.ticket_view(session, row)
+
+
+async def _set_priority(
+    core: Core, session: AsyncSession, actor: Actor, row: Ticket, level: Priority, now: datetime
+) -> bool:
+    """Staff set the priority (audited, SLA deadlines recomputed); False when it is unchanged."""
+    if row.priority == level.value:
+        return False
+    require_staff(actor, "ticket.priority")
+    previous = row.priority
+    row.priority = level.value
+    row.updated_at = now
+    if row.first_response_at is None and row.sla_breach_at is not None:
+        # Resolved without an answer: the new deadlines are recorded, but no timer is
+        # armed until the ticket is reopened (which restarts the clock anyway).
+        await sla.restart(session, row, SlaPolicy(core.settings), sla_start(row))
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action="ticket.priority_changed",
+        ticket_id=row.id,
+        now=now,
+        previous=previous,
+        priority=level.value,
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class StatusChoices:
+    """What an actor may do with a ticket's status now: the statuses it may move to (in the
+    order of `TRANSITIONS`) and those of them that need a reason."""
+
+    ticket: TicketView
+    targets: tuple[Status, ...]
+    reason_required: frozenset[Status]
+
+
+async def allowed_transitions(core: Core, *, actor_id: int, ticket: TicketRef) -> StatusChoices:
+    """The statuses this actor may move this ticket to now, by the rules `change_status`
+    enforces (one definition, `_may_move`), for a form to offer."""
+    async with core.db.transaction() as session:
+        actor = await load_actor(session, actor_id)
+        row = await load_ticket(session, actor, ticket)
+        current = Status(row.status)
+        targets = tuple(s for s in TRANSITIONS if _may_move(actor, current, s))
+        return StatusChoices(
+            ticket=await repository.ticket_view(session, row),
+            targets=targets,
+            reason_required=frozenset(s for s in targets if needs_reason(actor, row, s)),
+        )
 
 
 async def change_status(
@@ -148,21 +192,49 @@ async def change_status(
     status: Status | str,
     reason: str | None = None,
 ) -> TicketView:
-    """Move a ticket along its life cycle, storing the reason and the history entry."""
+    """Move a ticket along its life cycle, storing the reason and the history entry.
+
+    Closing someone else's ticket needs a reason (the customer is told why); a customer
+    closing their own ticket may leave it out: it is their request that ends."""
     target = parse_enum(Status, status, field="status")
     clean_reason = optional_text(reason, field="reason", max_length=REASON_MAX)
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
         row = await load_ticket(session, actor, ticket, for_update=True)
         _check_transition(actor, row, target)
+        if clean_reason is None and needs_reason(actor, row, target):
+            raise ValidationFailed(
+                f"Say why ticket #{row.number} is closed; the customer sees the reason.",
+                field="reason",
+            )
         now = core.clock.now()
         await apply_status(core, session, row, target, reason=clean_reason, actor=actor, now=now)
         await session.flush()
         return await repository.ticket_view(session, row)
 
 
+def needs_reason(actor: Actor, row: Ticket, target: Status) -> bool:
+    """Whether moving `row` to `target` needs a reason: closing anyone's ticket but one's own."""
+    return target is Status.CLOSED and row.customer_id != actor.id
+
+
+def _customer_may(current: Status, target: Status) -> bool:
+    """Customers may close their own ticket, and reopen it while it is only resolved."""
+    return target is Status.CLOSED or (current is Status.RESOLVED and target is Status.OPEN)
+
+
+def _may_move(actor: Actor, current: Status, target: Status) -> bool:
+    """The one definition of who may move a ticket from `current` to `target`."""
+    if target not in TRANSITIONS[current]:
+        return False
+    return actor.is_staff or _customer_may(current, target)
+
+
 def _check_transition(actor: Actor, row: Ticket, target: Status) -> None:
+    """Raise the error that says why `_may_move` refuses (nothing when it allows)."""
     current = Status(row.status)
+    if _may_move(actor, current, target):
+        return
     if current is Status.CLOSED and not actor.is_staff:
         # Closed is final for customers, whatever status they ask for.
         raise TicketClosed(
@@ -174,11 +246,6 @@ def _check_transition(actor: Actor, row: Ticket, target: Status) -> None:
         raise InvalidTransition(
             f"Ticket #{row.number} cannot go from {_label(current)} to {_label(target)}."
         )
-    if actor.is_staff:
-        return
-    # Customers may close their own ticket, and reopen it while it is only resolved.
-    if target is Status.CLOSED or (current is Status.RESOLVED and target is Status.OPEN):
-        return
     raise denied(
         actor,
         "ticket.status",

@@ -11,27 +11,44 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import repository
-from core.access import TicketRef, actor_of, load_actor, load_ticket
+from core.access import Actor, TicketRef, actor_of, load_actor, load_ticket
 from core.context import Core
 from core.enums import Priority, Role, Status
-from core.models import Ticket, User
-from core.validation import PAGE_SIZE_MAX, parse_enum, positive_int
+from core.errors import ValidationFailed
+from core.models import Category, Ticket, User
+from core.validation import PAGE_SIZE_MAX, positive_int
 from core.views import Page, TicketDetail, TicketView
 
 log = logging.getLogger("core.tickets")
 
 
 @dataclass(frozen=True)
-class TicketFilters:
-    """Filters of a ticket list; None means 'any'."""
+class UserRef:
+    """A person a list filter names, resolved by the listing on rows it loads: the actor
+    (`me`), a desk user id, or the person's chat user id. Exactly one is given."""
 
-    status: Status | str | None = None
-    priority: Priority | str | None = None
-    assignee_id: int | None = None
+    me: bool = False
+    user_id: int | None = None
+    chat_user_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if sum((self.me, self.user_id is not None, self.chat_user_id is not None)) != 1:
+            raise ValueError("a UserRef names exactly one person")
+
+
+@dataclass(frozen=True)
+class TicketFilters:
+    """Filters of a ticket list, typed (nothing in them is parsed again); None means 'any'.
+    People and the category by name are resolved in the listing's transaction."""
+
+    status: Status | None = None
+    priority: Priority | None = None
+    assignee: UserRef | None = None
     unassigned: bool = False
-    customer_id: int | None = None
+    customer: UserRef | None = None
     company_id: int | None = None
     category_id: int | None = None
+    category_name: str | None = None  # matched without regard to case, inactive ones too
 
 
 async def get_ticket(core: Core, *, actor_id: int, ticket: TicketRef) -> TicketDetail:
@@ -61,7 +78,7 @@ async def list_tickets(
     page_size = positive_int(page_size, field="page size", maximum=PAGE_SIZE_MAX)
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
-        conditions = [actor.visible_tickets(), *_filter_conditions(filters)]
+        conditions = [actor.visible_tickets(), *await _filter_conditions(session, actor, filters)]
         return await _page(session, conditions, page=page, page_size=page_size)
 
 
@@ -80,25 +97,50 @@ async def my_tickets(
         return await _page(session, conditions, page=page, page_size=page_size)
 
 
-def _filter_conditions(filters: TicketFilters) -> list[ColumnElement[bool]]:
+async def _filter_conditions(
+    session: AsyncSession, actor: Actor, filters: TicketFilters
+) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if filters.status is not None:
-        state = parse_enum(Status, filters.status, field="status")
-        conditions.append(Ticket.status == state.value)
+        conditions.append(Ticket.status == filters.status.value)
     if filters.priority is not None:
-        level = parse_enum(Priority, filters.priority, field="priority")
-        conditions.append(Ticket.priority == level.value)
+        conditions.append(Ticket.priority == filters.priority.value)
     if filters.unassigned:
         conditions.append(Ticket.assignee_id.is_(None))
-    elif filters.assignee_id is not None:
-        conditions.append(Ticket.assignee_id == filters.assignee_id)
-    if filters.customer_id is not None:
-        conditions.append(Ticket.customer_id == filters.customer_id)
+    elif filters.assignee is not None:
+        assignee_id = await _user_id(session, actor, filters.assignee, field="assignee")
+        conditions.append(Ticket.assignee_id == assignee_id)
+    if filters.customer is not None:
+        customer_id = await _user_id(session, actor, filters.customer, field="customer")
+        conditions.append(Ticket.customer_id == customer_id)
     if filters.company_id is not None:
         conditions.append(Ticket.company_id == filters.company_id)
     if filters.category_id is not None:
         conditions.append(Ticket.category_id == filters.category_id)
+    if filters.category_name is not None:
+        conditions.append(Ticket.category_id == await _category_id(session, filters.category_name))
     return conditions
+
+
+async def _user_id(session: AsyncSession, actor: Actor, ref: UserRef, *, field: str) -> int:
+    if ref.me:
+        return actor.id
+    if ref.user_id is not None:
+        return ref.user_id
+    found = await session.scalar(select(User.id).where(User.slack_user_id == ref.chat_user_id))
+    if found is None:
+        raise ValidationFailed("That person has never used the help desk.", field=field)
+    return found
+
+
+async def _category_id(session: AsyncSession, name: str) -> int:
+    wanted = name.strip().lower()
+    found = await session.scalar(
+        select(Category.id).where(func.lower(Category.name) == wanted).order_by(Category.id)
+    )
+    if found is None:
+        raise ValidationFailed(f"There is no category named {name!r}.", field="category")
+    return found
 
 
 async def _page(
@@ -114,6 +156,18 @@ async def _page(
     )
     views = await repository.ticket_views(session, list(rows))
     return Page.of(views, total=int(total or 0), page=page, page_size=page_size)
+
+
+async def count_by_status(core: Core) -> dict[Status, int]:
+    """System read for metrics: live (not deleted) tickets by status, every status present."""
+    async with core.db.transaction() as session:
+        rows = await session.execute(
+            select(Ticket.status, func.count())
+            .where(Ticket.deleted_at.is_(None))
+            .group_by(Ticket.status)
+        )
+        counts = {str(status): int(count) for status, count in rows}
+    return {status: counts.get(status.value, 0) for status in Status}
 
 
 async def ticket_snapshot(core: Core, *, ticket_id: uuid.UUID) -> TicketView | None:

@@ -22,11 +22,14 @@ from bot.ids import REPLY_MARKER, Action, Block, Callback, Visibility
 from bot.payloads import (
     CreateTicketPayload,
     EditReplyPayload,
+    ListFiltersPayload,
     ListPagePayload,
     ReplyModalPayload,
     TicketRefPayload,
 )
 from core.enums import Priority, Role, Status
+from core.errors import ValidationFailed
+from core.tickets import TicketFilters, UserRef
 from core.views import (
     CategoryView,
     Page,
@@ -414,6 +417,7 @@ def test_card_shows_the_ticket_and_carries_parseable_payloads() -> None:
         Action.STATUS_OPEN,
         Action.REPLY_OPEN,
         Action.NOTE_OPEN,
+        Action.EDIT_TICKET_OPEN,
     ]
     for b in buttons:
         payload = TicketRefPayload.parse(b["value"])
@@ -720,14 +724,41 @@ def _nav(blocks: list[Json]) -> dict[str, ListPagePayload]:
 def test_ticket_list_page_buttons(number: int, expected: dict[str, int]) -> None:
     items = [ticket(number=i) for i in range(10)]
     page = Page.of(items, total=25, page=number, page_size=10)
-    blocks = messages.ticket_list(page, title="Open tickets", query="list status:open")
+    filters = TicketFilters(status=Status.OPEN, assignee=UserRef(chat_user_id="U1"))
+    blocks = messages.ticket_list(page, title="Open tickets", filters=filters)
     check_blocks(blocks)
     nav = _nav(blocks)
     assert {k: v.page for k, v in nav.items()} == expected
-    assert all(v.query == "list status:open" for v in nav.values())
+    # The buttons carry the typed filters, nothing to parse again.
+    assert all(v.filters is not None and v.filters.filters() == filters for v in nav.values())
+    assert all(v.query == "" for v in nav.values())
     assert f"Page {number} of 3 · 25 tickets" in "\n".join(mrkdwn_texts(blocks))
     shows = [b["accessory"] for b in blocks if "accessory" in b]
     assert len(shows) == 10 and all(s["action_id"] == Action.SHOW_TICKET for s in shows)
+
+
+def test_list_page_button_with_every_filter_fits_slack_and_round_trips() -> None:
+    filters = TicketFilters(
+        status=Status.WAITING_ON_CUSTOMER,
+        priority=Priority.URGENT,
+        assignee=UserRef(chat_user_id="W" + "9" * 31),
+        customer=UserRef(user_id=10**12),
+        company_id=10**12,
+        category_id=10**12,
+        category_name="é" * 100,
+    )
+    value = ListPagePayload(page=100_000, filters=ListFiltersPayload.of(filters)).dump()
+    assert len(value) <= 2000
+    parsed = ListPagePayload.parse(value)
+    assert parsed.filters is not None and parsed.filters.filters() == filters
+    assert messages.filters_label(filters).startswith("status:waiting_on_customer priority:urgent")
+    for forged in (
+        '{"page": 2, "filters": {"assignee": {}}}',
+        '{"page": 2, "filters": {"assignee": {"me": true, "user_id": 3}}}',
+        '{"page": 2, "filters": {"status": "exploded"}}',
+    ):
+        with pytest.raises(ValidationFailed):
+            ListPagePayload.parse(forged)
 
 
 def test_ticket_list_single_page_empty_and_oversized() -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from bot import command_parser as cp
-from core.enums import Role, Status
+from bot.errors import user_message
+from core.enums import Priority, Role, Status
 from core.errors import ErrorCode, ValidationFailed
+from core.tickets import TicketFilters, UserRef
 
 
 def usage_error(text: str) -> cp.UsageError:
@@ -148,29 +150,47 @@ def test_role_with_unknown_role_or_missing_parts_is_refused():
 
 
 def test_list_without_filters():
-    assert cp.parse("list") == cp.ListTickets(filters={}, page=1, query="")
+    assert cp.parse("list") == cp.ListTickets(filters=TicketFilters(), page=1)
 
 
 def test_list_with_every_filter_and_a_page():
     parsed = cp.parse(
-        "list status:open priority:high assignee:<@U1|a> category:Billing customer:<@U2> page 2"
+        "list status:in-progress priority:HIGH assignee:<@U1|a> category:Billing customer:<@U2> "
+        "page 2"
     )
     assert parsed == cp.ListTickets(
-        filters={
-            "status": "open",
-            "priority": "high",
-            "assignee": "<@U1|a>",
-            "category": "Billing",
-            "customer": "<@U2>",
-        },
+        filters=TicketFilters(
+            status=Status.IN_PROGRESS,
+            priority=Priority.HIGH,
+            assignee=UserRef(chat_user_id="U1"),
+            category_name="Billing",
+            customer=UserRef(chat_user_id="U2"),
+        ),
         page=2,
-        query="status:open priority:high assignee:<@U1|a> category:Billing customer:<@U2>",
     )
 
 
-@pytest.mark.parametrize("who", ["me", "none"])
-def test_list_assignee_accepts_me_and_none(who):
-    assert cp.parse(f"list assignee:{who}").filters == {"assignee": who}  # type: ignore[union-attr]
+def test_list_assignee_accepts_me_and_none():
+    assert cp.parse("list assignee:me").filters == TicketFilters(  # type: ignore[union-attr]
+        assignee=UserRef(me=True)
+    )
+    for nobody in ("none", "Nobody", "unassigned"):
+        parsed = cp.parse(f"list assignee:{nobody}")
+        assert parsed.filters == TicketFilters(unassigned=True)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [("list status:finished", "status"), ("list priority:p0", "priority")],
+)
+def test_list_with_an_unknown_value_names_the_filter(text, field):
+    with pytest.raises(ValidationFailed) as caught:
+        cp.parse(text)
+    assert caught.value.field == field
+
+
+def test_list_with_a_person_not_mentioned_is_a_usage_error():
+    assert "Mention a user" in usage_error("list assignee:dana").message
 
 
 @pytest.mark.parametrize("text", ["list color:red", "list open", "list status:", "list :open"])
@@ -221,5 +241,18 @@ def test_unknown_verb_is_clipped_and_cannot_break_out_of_code_formatting():
     assert "ab'cd" in error.message and error.message.count("`") % 2 == 0
 
 
-def test_usage_error_is_a_validation_failure():
-    assert issubclass(cp.UsageError, ValidationFailed)
+def test_usage_error_reaches_the_user_as_a_validation_failure_with_its_message():
+    shown = user_message(usage_error("frobnicate 3"))
+    assert shown == ":warning: Unknown command `frobnicate`. Try `/ticket help`. (`VALIDATION`)"
+
+
+def test_priority_user_and_category_deactivate():
+    assert cp.parse("priority #7 High") == cp.SetPriority(number=7, priority=Priority.HIGH)
+    assert cp.parse("user deactivate <@U9|x>") == cp.SetActive(user_id="U9", active=False)
+    assert cp.parse("user ACTIVATE <@U9>") == cp.SetActive(user_id="U9", active=True)
+    assert cp.parse("category deactivate Old stuff") == cp.CategoryDeactivate(name="Old stuff")
+    with pytest.raises(ValidationFailed) as caught:
+        cp.parse("priority 7 p0")
+    assert caught.value.field == "priority"
+    for text in ("priority 7", "priority 7 high now", "user deactivate bob", "user retire <@U9>"):
+        assert "/ticket" in usage_error(text).message, text

@@ -3,6 +3,8 @@ ephemeral messages carrying their error code, unknown input with the usage."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import update
 
@@ -50,6 +52,9 @@ async def test_help_lists_what_each_role_may_run(stage):
     assert "/ticket note" in agent and "!reply" in agent and "/ticket delete" not in agent
     assert "/ticket delete" in manager and "/ticket role" not in manager
     assert "/ticket role" in admin and "/ticket category add" in admin
+    assert "/ticket priority" in agent and "/ticket priority" not in customer
+    assert "/ticket user deactivate" in admin and "/ticket user deactivate" not in manager
+    assert "/ticket category deactivate" in admin and "category deactivate" not in agent
 
 
 async def test_list_filters_by_status_and_assignee(stage):
@@ -112,6 +117,34 @@ async def test_list_pages_move_with_the_page_button(stage):
     assert "Page 2 of 2" in second
 
 
+async def test_list_page_button_carries_the_typed_filters(stage):
+    customer = await user(stage, CUSTOMER)
+    core = stage.runtime.core
+    for n in range(1, 22):
+        await tickets.create_ticket(
+            core, actor_id=customer.id, title=f"Urgent {n:02d}", priority="high"
+        )
+    await tickets.create_ticket(core, actor_id=customer.id, title="Calm one", priority="low")
+    await skip_deliveries(stage)
+    first = await run(stage, AGENT, f"list priority:high customer:<@{CUSTOMER.user_id}|al>")
+    assert "Page 1 of 2" in first and "Calm one" not in first
+    answer = stage.fake.ephemerals(AGENT.user_id)[-1]
+    (value,) = [e["value"] for b in answer.blocks if b["type"] == "actions" for e in b["elements"]]
+    carried = json.loads(value)
+    assert carried["filters"] == {
+        "priority": "high",
+        "customer": {"chat_user_id": CUSTOMER.user_id},
+    }
+    await stage.act(
+        stage.user(AGENT).click(
+            "ticket_list_page", message=answer.to_api(), channel_id=STAFF_CHANNEL
+        )
+    )
+    second = last_ephemeral(stage, AGENT)
+    assert "Page 2 of 2" in second and "Urgent 01" in second and "Calm one" not in second
+    assert "priority:high" in second  # the title still says what was asked
+
+
 async def test_mine_show_and_search(stage):
     opened = await open_ticket(stage, title="Printer jams on tray two")
     await open_ticket(stage, CUSTOMER_2, title="Laptop battery swelling")
@@ -158,11 +191,25 @@ async def test_status_close_and_reopen(stage):
     assert "VALIDATION" in weird
 
 
-async def test_close_by_command_takes_an_optional_reason(stage):
-    # `/ticket close N [reason]`: the reason is optional here (the Status… modal asks for one).
+async def test_staff_close_by_command_needs_a_reason(stage):
+    # The core's rule: closing someone else's ticket says why (the customer sees it).
     opened = await open_ticket(stage)
-    assert "now closed" in await run(stage, AGENT, f"close {opened.number}")
-    assert (await detail(stage, opened.number)).ticket.status is Status.CLOSED
+    n = opened.number
+    bare = await run(stage, AGENT, f"close {n}")
+    usage = f"/ticket close {n} &lt;reason&gt;"  # as mrkdwn
+    assert "VALIDATION" in bare and "Say why" in bare and usage in bare
+    by_status = await run(stage, AGENT, f"status {n} closed")
+    assert "VALIDATION" in by_status and usage in by_status
+    after = await detail(stage, n)
+    assert after.ticket.status is Status.OPEN
+    assert all(h.to_status is not Status.CLOSED for h in after.history)
+
+
+async def test_customer_closes_their_own_ticket_without_a_reason(stage):
+    opened = await open_ticket(stage)
+    assert "now closed" in await run(stage, CUSTOMER, f"close {opened.number}")
+    ticket = (await detail(stage, opened.number)).ticket
+    assert ticket.status is Status.CLOSED and ticket.status_reason is None
 
 
 async def test_changes_refused_by_the_core_answer_with_their_code(stage):
@@ -229,6 +276,57 @@ async def test_category_add_and_list(stage):
     )
     view = stage.fake.views_opened(CUSTOMER.user_id)[-1]
     assert "Hardware" in view.text_content  # the create modal offers it
+
+
+async def test_priority_by_command_for_staff_only(stage):
+    opened = await open_ticket(stage)
+    n = opened.number
+    assert "is now urgent" in await run(stage, AGENT, f"priority #{n} URGENT")
+    ticket = (await detail(stage, n)).ticket
+    assert ticket.priority.value == "urgent"
+    assert "Urgent" in stage.fake.message(STAFF_CHANNEL, opened.card.ts).text_content
+    assert "FORBIDDEN" in await run(stage, CUSTOMER, f"priority {n} low")
+    for bad in (f"priority {n} p0", f"priority {n}", "priority x high", f"priority {n} low now"):
+        answer = await run(stage, AGENT, bad)
+        assert "VALIDATION" in answer, bad
+    assert "NOT_FOUND" in await run(stage, AGENT, "priority 999 low")
+    assert (await detail(stage, n)).ticket.priority.value == "urgent"  # nothing else changed
+
+
+async def test_user_deactivate_and_activate_by_admin_only(stage):
+    opened = await open_ticket(stage)
+    await run(stage, AGENT, f"assign {opened.number} <@{AGENT.user_id}|dana>")
+    assert "FORBIDDEN" in await run(stage, MANAGER, f"user deactivate <@{AGENT.user_id}>")
+    assert (await user(stage, AGENT)).is_active
+    answer = await run(stage, ADMIN, f"user deactivate <@{AGENT.user_id}|dana>")
+    assert "is deactivated" in answer and "unassigned" in answer
+    assert (await detail(stage, opened.number)).ticket.assignee is None
+    refused = await stage.act(stage.user(AGENT).slash_command("mine", channel_id=STAFF_CHANNEL))
+    assert refused.status == 200
+    assert "FORBIDDEN" in last_ephemeral(stage, AGENT) or "deactivated" in last_ephemeral(
+        stage, AGENT
+    )
+    assert "active again" in await run(stage, ADMIN, f"user activate <@{AGENT.user_id}>")
+    assert (await user(stage, AGENT)).is_active
+    for bad in ("user deactivate dana", "user fire <@U1>", "user deactivate"):
+        answer = await run(stage, ADMIN, bad)
+        assert "VALIDATION" in answer and "/ticket user" in answer, bad
+
+
+async def test_category_deactivate_by_admin_keeps_it_on_tickets(stage):
+    await run(stage, ADMIN, "category add Hardware")
+    hardware = next(c for c in await admin.list_categories(stage.runtime.core))
+    customer = await user(stage, CUSTOMER)
+    ticket = await tickets.create_ticket(
+        stage.runtime.core, actor_id=customer.id, title="Dock is dead", category_id=hardware.id
+    )
+    assert "FORBIDDEN" in await run(stage, AGENT, "category deactivate Hardware")
+    assert "is deactivated" in await run(stage, ADMIN, "category deactivate hardware")
+    assert "none yet" in await run(stage, CUSTOMER, "category list")
+    assert (await detail(stage, ticket.number)).ticket.category_name == "Hardware"
+    assert "NOT_FOUND" in await run(stage, ADMIN, "category deactivate Plumbing")
+    assert "VALIDATION" in await run(stage, ADMIN, "category deactivate")
+    assert "Category Hardware added" in await run(stage, ADMIN, "category add Hardware")
 
 
 async def test_sla_for_staff_only(stage, clock):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.payloads import EditReplyPayload
+from core import admin
 from core.enums import Status
 from devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, MANAGER, STAFF_CHANNEL
 from tests.bot.e2e_support import detail, last_ephemeral, open_ticket
@@ -112,6 +113,24 @@ async def test_status_modal_close_without_reason_is_a_field_error(stage):
     assert (await detail(stage, opened.number)).ticket.status is Status.OPEN
 
 
+def status_options(view):
+    block = next(b for b in view.view["blocks"] if b.get("block_id") == "status_block")
+    return [o["value"] for o in block["element"]["options"]]
+
+
+async def test_status_modal_offers_what_the_core_allows(stage):
+    opened = await open_ticket(stage)
+    view = await click_card(stage, AGENT, "ticket_status_open", opened)
+    assert status_options(view) == ["in_progress", "waiting_on_customer", "resolved", "closed"]
+    assert "Required when the new status is closed" in json.dumps(view.view)
+    await stage.act(
+        stage.user(AGENT).slash_command(f"close {opened.number} Done", channel_id=STAFF_CHANNEL)
+    )
+    reopen = await click_card(stage, AGENT, "ticket_status_open", opened)
+    assert status_options(reopen) == ["open"]
+    assert "Optional." in json.dumps(reopen.view)
+
+
 async def test_status_modal_close_with_reason_closes_and_tells_the_customer(stage):
     opened = await open_ticket(stage)
     view = await click_card(stage, AGENT, "ticket_status_open", opened)
@@ -200,7 +219,7 @@ async def test_reply_modal_with_public_chosen_is_relayed_to_the_customer(stage):
     in_dm = stage.fake.replies(opened.dm, opened.confirmation.ts)
     assert any("Please update to 4.2" in m.text_content for m in in_dm)
     ticket = (await detail(stage, opened.number)).ticket
-    assert ticket.first_response_at is not None
+    assert ticket.first_response_at == reply.created_at  # the first public staff answer
 
 
 async def test_internal_note_button_opens_the_modal_with_internal_preselected(stage):
@@ -277,6 +296,14 @@ async def test_edit_reply_modal_edits_text_but_never_visibility(stage):
     note = next(r for r in (await detail(stage, opened.number)).replies if r.id == note.id)
     assert note.body == edited_text and note.is_internal
     assert not stage.fake.find_visible(CUSTOMER.user_id, secret)
+    # Editing it again shows the edit history in the form.
+    await stage.act(
+        stage.user(AGENT).click(
+            "reply_edit_open", value=value, message=opened.card, channel_id=STAFF_CHANNEL
+        )
+    )
+    again = stage.fake.views_opened(AGENT.user_id)[-1].text_content
+    assert "Earlier versions" in again and secret in again
     await stage.act(
         stage.user(MANAGER).click(
             "reply_edit_open", value=value, message=opened.card, channel_id=STAFF_CHANNEL
@@ -290,3 +317,86 @@ async def test_edit_reply_modal_edits_text_but_never_visibility(stage):
     )
     assert response.json["response_action"] == "errors"
     assert "FORBIDDEN" in response.json["errors"]["body_block"]
+
+
+def initial(view, block_id):
+    block = next(b for b in view.view["blocks"] if b.get("block_id") == block_id)
+    element = block["element"]
+    return element.get("initial_value") or element.get("initial_option", {}).get("value")
+
+
+async def test_edit_button_changes_title_description_priority_and_category(stage):
+    await stage.act(
+        stage.user(ADMIN).slash_command("category add Hardware", channel_id=STAFF_CHANNEL)
+    )
+    hardware = (await admin.list_categories(stage.runtime.core))[0]
+    opened = await open_ticket(stage)
+    view = await click_card(stage, AGENT, "ticket_edit_open", opened)
+    assert view.callback_id == "ticket_edit"
+    assert initial(view, "title_block") == "VPN drops every hour"
+    assert initial(view, "priority_block") == "medium"
+    response = await stage.act(
+        stage.user(AGENT).submit(
+            view.to_api(),
+            {
+                "title_block": {"title": "VPN drops every hour on Wi-Fi"},
+                "description_block": {"description": "Since Monday, only on Wi-Fi."},
+                "priority_block": {"priority": "high"},
+                "category_block": {"category": str(hardware.id)},
+            },
+        )
+    )
+    assert "errors" not in response.json
+    ticket = (await detail(stage, opened.number)).ticket
+    assert ticket.title == "VPN drops every hour on Wi-Fi"
+    assert ticket.description == "Since Monday, only on Wi-Fi."
+    assert ticket.priority.value == "high" and ticket.category_name == "Hardware"
+    card = card_now(stage, opened).text_content
+    assert "on Wi-Fi" in card and "High" in card and "Hardware" in card
+
+
+async def test_edit_form_with_an_empty_title_is_a_field_error_and_changes_nothing(stage):
+    opened = await open_ticket(stage)
+    view = await click_card(stage, AGENT, "ticket_edit_open", opened)
+    response = await stage.act(
+        stage.user(AGENT).submit(
+            view.to_api(), {"title_block": {"title": "  "}, "priority_block": {"priority": "low"}}
+        )
+    )
+    assert response.json["response_action"] == "errors"
+    assert set(response.json["errors"]) == {"title_block"}
+    ticket = (await detail(stage, opened.number)).ticket
+    assert ticket.title == "VPN drops every hour" and ticket.priority.value == "medium"
+
+
+async def test_customer_edits_their_own_ticket_from_its_detail_but_not_the_priority(stage):
+    opened = await open_ticket(stage)
+    await stage.act(
+        stage.user(CUSTOMER).slash_command(f"show {opened.number}", channel_id=opened.dm)
+    )
+    shown = stage.fake.ephemerals(CUSTOMER.user_id)[-1]
+    before = len(stage.fake.views_opened(CUSTOMER.user_id))
+    await stage.act(
+        stage.user(CUSTOMER).click("ticket_edit_open", message=shown.to_api(), channel_id=opened.dm)
+    )
+    views = stage.fake.views_opened(CUSTOMER.user_id)
+    assert len(views) == before + 1
+    view = views[-1]
+    assert not any(b.get("block_id") == "priority_block" for b in view.view["blocks"])
+    response = await stage.act(
+        stage.user(CUSTOMER).submit(view.to_api(), {"title_block": {"title": "VPN keeps dropping"}})
+    )
+    assert "errors" not in response.json
+    assert (await detail(stage, opened.number)).ticket.title == "VPN keeps dropping"
+    # The staff form submitted by the customer: the core refuses the priority, nothing changes.
+    staff_view = await click_card(stage, AGENT, "ticket_edit_open", opened)
+    forged = await stage.act(
+        stage.user(CUSTOMER).submit(
+            staff_view.to_api(),
+            {"title_block": {"title": "Mine now"}, "priority_block": {"priority": "urgent"}},
+        )
+    )
+    assert forged.json["response_action"] == "errors"
+    assert "FORBIDDEN" in json.dumps(forged.json)
+    ticket = (await detail(stage, opened.number)).ticket
+    assert ticket.title == "VPN keeps dropping" and ticket.priority.value == "medium"

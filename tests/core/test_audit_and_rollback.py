@@ -229,7 +229,9 @@ async def test_creation_rolls_back_on_a_constraint_violation(core):
 async def _ticket_for(core, cast: Cast, status: str | None = None):
     ticket = await make_ticket(core, cast.alice)
     if status:
-        await change_status(core, actor_id=cast.agent.id, ticket=ticket.number, status=status)
+        await change_status(
+            core, actor_id=cast.agent.id, ticket=ticket.number, status=status, reason="Done"
+        )
     return ticket
 
 

@@ -386,7 +386,7 @@ async def test_resolved_and_closed_tickets_never_alert(core, clock, status):
     customer = await make_user(core, Role.CUSTOMER)
     agent = await make_user(core, Role.AGENT)
     ticket = await make_ticket(core, customer)
-    await change_status(core, actor_id=agent.id, ticket=ticket.number, status=status)
+    await change_status(core, actor_id=agent.id, ticket=ticket.number, status=status, reason="Done")
     assert await timer_count(core) == 0
 
     await assert_never_alerted_even_with_a_stale_timer(core, clock, ticket.id)

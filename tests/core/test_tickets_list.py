@@ -10,8 +10,11 @@ from core.enums import Priority, Status
 from core.errors import ValidationFailed
 from core.tickets import (
     TicketFilters,
+    UserRef,
     assign_ticket,
     change_status,
+    count_by_status,
+    delete_ticket,
     list_tickets,
     my_tickets,
 )
@@ -96,14 +99,10 @@ async def test_filter_by_status(core):
     await change_status(core, actor_id=cast.agent.id, ticket=done.number, status="resolved")
     assert await numbers(core, cast.agent, status=Status.OPEN) == [opened.number]
     assert await numbers(core, cast.agent, status=Status.IN_PROGRESS) == [working.number]
-    assert await numbers(core, cast.agent, status="in-progress") == [working.number]
     assert await numbers(core, cast.agent, status=Status.RESOLVED) == [done.number]
     assert await numbers(core, cast.agent, status=Status.CLOSED) == []
     # The filter narrows what the actor may see; it never widens it.
     assert await numbers(core, cast.alice, status=Status.RESOLVED) == []
-    with pytest.raises(ValidationFailed) as refused:
-        await numbers(core, cast.agent, status="finished")
-    assert refused.value.field == "status"
 
 
 async def test_filter_by_priority(core):
@@ -116,11 +115,8 @@ async def test_filter_by_priority(core):
         urgent_b.number,
         urgent.number,
     ]
-    assert await numbers(core, cast.corp_a, priority="urgent") == [urgent.number]
+    assert await numbers(core, cast.corp_a, priority=Priority.URGENT) == [urgent.number]
     assert await numbers(core, cast.agent, priority=Priority.HIGH) == []
-    with pytest.raises(ValidationFailed) as refused:
-        await numbers(core, cast.agent, priority="p0")
-    assert refused.value.field == "priority"
 
 
 async def test_filter_by_assignee_and_unassigned(core):
@@ -132,9 +128,16 @@ async def test_filter_by_assignee_and_unassigned(core):
     await assign_ticket(
         core, actor_id=cast.agent.id, ticket=theirs.number, assignee_id=cast.manager.id
     )
-    assert await numbers(core, cast.agent, assignee_id=cast.agent.id) == [mine.number]
-    assert await numbers(core, cast.agent, assignee_id=cast.manager.id) == [theirs.number]
+    assert await numbers(core, cast.agent, assignee=UserRef(user_id=cast.agent.id)) == [mine.number]
+    assert await numbers(core, cast.agent, assignee=UserRef(me=True)) == [mine.number]
+    by_chat_id = UserRef(chat_user_id=cast.manager.slack_user_id)
+    assert await numbers(core, cast.agent, assignee=by_chat_id) == [theirs.number]
     assert await numbers(core, cast.agent, unassigned=True) == [loose.number]
+    with pytest.raises(ValidationFailed) as refused:
+        await numbers(core, cast.agent, assignee=UserRef(chat_user_id="UNEVERSEEN1"))
+    assert refused.value.field == "assignee"
+    with pytest.raises(ValueError):
+        UserRef(me=True, user_id=cast.agent.id)
 
 
 async def test_filter_by_customer_company_and_category(core):
@@ -144,16 +147,21 @@ async def test_filter_by_customer_company_and_category(core):
     a2 = await make_ticket(core, cast.alice)
     b1 = await make_ticket(core, cast.bob, category_id=hardware)
     c1 = await make_ticket(core, cast.carol)
-    assert await numbers(core, cast.agent, customer_id=cast.alice.id) == [a2.number, a1.number]
+    alice = UserRef(user_id=cast.alice.id)
+    assert await numbers(core, cast.agent, customer=alice) == [a2.number, a1.number]
     assert await numbers(core, cast.agent, company_id=cast.company_b) == [b1.number]
     assert await numbers(core, cast.agent, category_id=hardware) == [b1.number, a1.number]
-    assert await numbers(core, cast.agent, customer_id=cast.carol.id) == [c1.number]
+    assert await numbers(core, cast.agent, customer=UserRef(user_id=cast.carol.id)) == [c1.number]
+    assert await numbers(core, cast.agent, category_name="HARDWARE") == [b1.number, a1.number]
+    with pytest.raises(ValidationFailed) as unknown:
+        await numbers(core, cast.agent, category_name="Plumbing")
+    assert unknown.value.field == "category" and "Plumbing" in unknown.value.message
     combined = await numbers(core, cast.agent, category_id=hardware, company_id=cast.company_a)
     assert combined == [a1.number]
     # Corporate staff of A asking for company B get nothing, not B's tickets.
     assert await numbers(core, cast.corp_a, company_id=cast.company_b) == []
     # A customer filtering on another customer gets nothing.
-    assert await numbers(core, cast.alice, customer_id=cast.bob.id) == []
+    assert await numbers(core, cast.alice, customer=UserRef(user_id=cast.bob.id)) == []
 
 
 async def test_my_tickets_are_requested_for_customers_and_assigned_for_staff(core):
@@ -185,3 +193,20 @@ async def test_my_tickets_paginates_with_a_total(core):
         await make_ticket(core, cast.alice)
     page = await my_tickets(core, actor_id=cast.alice.id, page=3, page_size=2)
     assert len(page.items) == 1 and page.total == 5
+
+
+async def test_count_by_status_counts_live_tickets_with_every_status_present(core):
+    cast = await make_cast(core)
+    await make_ticket(core, cast.alice)
+    working = await make_ticket(core, cast.bob)
+    gone = await make_ticket(core, cast.bob)
+    await change_status(core, actor_id=cast.agent.id, ticket=working.number, status="in_progress")
+    await delete_ticket(core, actor_id=cast.manager.id, ticket=gone.number)
+    counts = await count_by_status(core)
+    assert counts == {
+        Status.OPEN: 1,
+        Status.IN_PROGRESS: 1,
+        Status.WAITING_ON_CUSTOMER: 0,
+        Status.RESOLVED: 0,
+        Status.CLOSED: 0,
+    }

@@ -16,17 +16,16 @@ from core.errors import (
     TicketClosed,
     ValidationFailed,
 )
-from core.tickets import change_status, get_ticket
+from core.tickets import allowed_transitions, change_status, get_ticket
 from tests.core.ticket_support import (
     audit_entries,
     bring_to,
     history_rows,
     make_cast,
-    outbox_rows,
     sla_next_alert,
     ticket_row,
 )
-from tests.factories import make_ticket
+from tests.factories import make_ticket, outbox_rows
 
 OPEN, WORKING, WAITING, RESOLVED, CLOSED = (
     Status.OPEN,
@@ -75,7 +74,7 @@ async def test_staff_transition_table(core, current):
         before = len(await history_rows(core, ticket.id))
         if target in STAFF_MOVES[current]:
             view = await change_status(
-                core, actor_id=cast.agent.id, ticket=ticket.number, status=target
+                core, actor_id=cast.agent.id, ticket=ticket.number, status=target, reason="Why"
             )
             assert view.status is target
             history = await history_rows(core, ticket.id)
@@ -86,7 +85,9 @@ async def test_staff_transition_table(core, current):
             )
             continue
         with pytest.raises(InvalidTransition) as refused:
-            await change_status(core, actor_id=cast.agent.id, ticket=ticket.number, status=target)
+            await change_status(
+                core, actor_id=cast.agent.id, ticket=ticket.number, status=target, reason="Why"
+            )
         message = refused.value.message
         assert f"#{ticket.number}" in message
         if current is target:
@@ -127,6 +128,47 @@ def test_customer_expectations_cover_the_allowed_moves():
         (RESOLVED, CLOSED),
         (RESOLVED, OPEN),
     }
+
+
+@pytest.mark.parametrize("current", list(Status), ids=STATUS_IDS)
+async def test_allowed_transitions_offer_exactly_what_change_status_accepts(core, current):
+    cast = await make_cast(core)
+    ticket = await make_ticket(core, cast.alice)
+    await bring_to(core, ticket, current, by=cast.agent)
+    staff = await allowed_transitions(core, actor_id=cast.agent.id, ticket=ticket.number)
+    assert set(staff.targets) == STAFF_MOVES[current]
+    assert list(staff.targets) == [s for s in Status if s in staff.targets]  # life-cycle order
+    assert staff.reason_required == ({CLOSED} & STAFF_MOVES[current])
+    assert staff.ticket.number == ticket.number and staff.ticket.status is current
+    own = await allowed_transitions(core, actor_id=cast.alice.id, ticket=ticket.number)
+    assert set(own.targets) == {t for t in Status if customer_outcome(current, t) is None}
+    assert own.reason_required == frozenset()  # closing their own ticket needs no reason
+
+
+async def test_allowed_transitions_of_a_hidden_ticket_is_not_found(core):
+    cast = await make_cast(core)
+    ticket = await make_ticket(core, cast.bob)
+    with pytest.raises(NotFound):
+        await allowed_transitions(core, actor_id=cast.alice.id, ticket=ticket.number)
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "])
+async def test_staff_closing_without_a_reason_is_refused_and_changes_nothing(core, reason):
+    cast = await make_cast(core)
+    ticket = await make_ticket(core, cast.alice)
+    before = len(await history_rows(core, ticket.id))
+    with pytest.raises(ValidationFailed) as refused:
+        await change_status(
+            core, actor_id=cast.agent.id, ticket=ticket.number, status="closed", reason=reason
+        )
+    assert refused.value.field == "reason"
+    assert f"#{ticket.number}" in refused.value.message
+    assert (await ticket_row(core, ticket.id)).status == "open"
+    assert len(await history_rows(core, ticket.id)) == before
+    # Other moves need no reason, and the customer closes their own ticket without one.
+    await change_status(core, actor_id=cast.agent.id, ticket=ticket.number, status="resolved")
+    view = await change_status(core, actor_id=cast.alice.id, ticket=ticket.number, status="closed")
+    assert view.status is CLOSED and view.status_reason is None
 
 
 async def test_customer_cannot_change_status_of_someone_elses_ticket(core):
@@ -200,7 +242,7 @@ async def test_resolved_and_closed_timestamps(core, clock):
     resolved_at = clock.now()
     clock.advance(hours=1)
     closed = await change_status(
-        core, actor_id=cast.agent.id, ticket=ticket.number, status="closed"
+        core, actor_id=cast.agent.id, ticket=ticket.number, status="closed", reason="Fixed"
     )
     assert closed.closed_at == clock.now() and closed.resolved_at == resolved_at
     clock.advance(hours=1)

@@ -58,7 +58,9 @@ async def test_customer_cannot_update_another_customers_ticket(core):
 async def test_nobody_updates_a_closed_ticket(core):
     cast = await make_cast(core)
     ticket = await make_ticket(core, cast.alice)
-    await change_status(core, actor_id=cast.agent.id, ticket=ticket.number, status="closed")
+    await change_status(
+        core, actor_id=cast.agent.id, ticket=ticket.number, status="closed", reason="Done"
+    )
     for actor in (cast.alice, cast.agent, cast.admin):
         with pytest.raises(TicketClosed):
             await update_ticket(core, actor_id=actor.id, ticket=ticket.number, title="late")
@@ -202,7 +204,9 @@ async def test_priority_change_refused_on_closed_ticket_and_for_bad_values(core)
     with pytest.raises(ValidationFailed) as refused:
         await change_priority(core, actor_id=cast.agent.id, ticket=ticket.number, priority="p1")
     assert refused.value.field == "priority"
-    await change_status(core, actor_id=cast.agent.id, ticket=ticket.number, status="closed")
+    await change_status(
+        core, actor_id=cast.agent.id, ticket=ticket.number, status="closed", reason="Done"
+    )
     with pytest.raises(TicketClosed):
         await change_priority(core, actor_id=cast.agent.id, ticket=ticket.number, priority="high")
     assert (await ticket_row(core, ticket.id)).priority == "medium"

@@ -11,6 +11,7 @@ from core.errors import DomainError, ErrorCode, Forbidden, NotFound
 from core.models import CorporateMembership
 from core.replies import add_reply
 from core.tickets import (
+    allowed_transitions,
     assign_ticket,
     change_priority,
     change_status,
@@ -43,6 +44,7 @@ TICKET_CALLS = [
     ("get", lambda core, a, ref: get_ticket(core, actor_id=a, ticket=ref)),
     ("update", lambda core, a, ref: update_ticket(core, actor_id=a, ticket=ref, title="new")),
     ("status", lambda core, a, ref: change_status(core, actor_id=a, ticket=ref, status="closed")),
+    ("status choices", lambda core, a, ref: allowed_transitions(core, actor_id=a, ticket=ref)),
     (
         "priority",
         lambda core, a, ref: change_priority(core, actor_id=a, ticket=ref, priority="low"),

@@ -215,7 +215,9 @@ async def build(core: Core, scenario: Scenario, clock: FrozenClock) -> UserSpec:
             if reply.deleted:
                 await delete_reply(core, actor_id=admin.id, reply_id=reply.id)
         if ticket.status is not Status.OPEN:
-            await change_status(core, actor_id=admin.id, ticket=ticket.number, status=ticket.status)
+            await change_status(
+                core, actor_id=admin.id, ticket=ticket.number, status=ticket.status, reason="Set up"
+            )
         if ticket.customer_moves_to != "stay":
             moved = ticket.customer_moves_to
             async with core.db.transaction() as session:
