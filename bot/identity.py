@@ -22,7 +22,7 @@ from bot.notify import slack_error_code
 from core import users
 from core.context import Core
 from core.errors import Forbidden, Unavailable
-from core.views import UserView
+from core.results import UserView
 
 log = logging.getLogger("bot.identity")
 

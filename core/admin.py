@@ -15,9 +15,9 @@ from core.enums import Role
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import Category, Company, CompanyDomain, CorporateMembership, User
 from core.repository import user_view
+from core.results import CategoryView, CompanyView, UserView
 from core.tickets import release_assignments
 from core.validation import NAME_MAX, optional_text, parse_enum, single_line
-from core.views import CategoryView, CompanyView, UserView
 
 log = logging.getLogger("core.admin")
 

@@ -17,9 +17,9 @@ from core.enums import Audience, Role, Status
 from core.errors import Conflict, EditWindowExpired, NotFound, TicketClosed
 from core.models import ChatMessage, Reply, ReplyEdit, Ticket
 from core.outbox import OutboxKind
+from core.results import ReplyDraft, ReplyView, TicketView
 from core.tickets import apply_status, clean_idempotency_key
 from core.validation import BODY_MAX, clean_text
-from core.views import ReplyDraft, ReplyView, TicketView
 
 log = logging.getLogger("core.replies")
 

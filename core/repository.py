@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.enums import Priority, Role, Status
 from core.models import Category, Reply, StatusChange, Ticket, TicketCounter, User
-from core.views import ReplyView, StatusChangeView, TicketView, UserView
+from core.results import ReplyView, StatusChangeView, TicketView, UserView
 
 
 def user_view(user: User) -> UserView:

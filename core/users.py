@@ -14,9 +14,9 @@ from core.context import Core
 from core.enums import Role
 from core.models import CompanyDomain, User
 from core.repository import user_view
+from core.results import UserView
 from core.tickets import release_assignments
 from core.validation import single_line
-from core.views import UserView
 
 log = logging.getLogger("core.users")
 

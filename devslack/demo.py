@@ -44,7 +44,7 @@ from core import sla, tickets, users
 from core.clock import FrozenClock
 from core.enums import Priority, SlaThreshold, Status
 from core.models import Reply, SlaTimer, Ticket
-from core.views import TicketView
+from core.results import TicketView
 from devslack.leaks import Leak, customer_ids, scan_for_leaks
 from devslack.server import FakeView, StoredMessage
 from devslack.stage import (

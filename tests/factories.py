@@ -20,8 +20,8 @@ from core.models import (
 )
 from core.outbox import OutboxKind
 from core.repository import user_view
+from core.results import TicketView, UserView
 from core.tickets import create_ticket
-from core.views import TicketView, UserView
 
 _sequence = itertools.count(1)
 

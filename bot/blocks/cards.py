@@ -18,8 +18,8 @@ from bot.blocks.text import (
 from bot.ids import REPLY_MARKER, Action
 from bot.payloads import TicketRefPayload
 from core.enums import Status
+from core.results import TicketView
 from core.sla import SlaState, sla_state
-from core.views import TicketView
 
 DESCRIPTION_PREVIEW = 600
 REASON_PREVIEW = 500

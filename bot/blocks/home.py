@@ -10,7 +10,7 @@ from bot.blocks.kit import VIEW_BLOCKS, Json, actions, button, context, divider,
 from bot.blocks.text import format_time
 from bot.ids import REPLY_MARKER, Action
 from bot.payloads import TicketRefPayload
-from core.views import Page, TicketView, UserView
+from core.results import Page, TicketView, UserView
 
 HOME_ITEMS = 40  # per list: two lists and their headings stay well under 100 blocks
 

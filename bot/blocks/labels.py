@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.blocks.text import escape, single_line, truncate, user_mention
 from core.enums import Priority, Status
-from core.views import TicketView, UserView
+from core.results import TicketView, UserView
 
 PRIORITY_EMOJI: dict[Priority, str] = {
     Priority.LOW: ":white_circle:",

@@ -39,8 +39,8 @@ from bot.payloads import (
     TicketRefPayload,
 )
 from core.enums import SlaThreshold, Status
+from core.results import Page, ReplyView, TicketDetail, TicketView
 from core.tickets import TicketFilters, UserRef
-from core.views import Page, ReplyView, TicketDetail, TicketView
 
 Message = tuple[str, list[Json]]
 

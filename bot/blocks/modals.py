@@ -29,8 +29,8 @@ from bot.payloads import (
     TicketRefPayload,
 )
 from core.enums import Priority, Status
+from core.results import CategoryView, ReplyView, TicketView
 from core.validation import BODY_MAX, REASON_MAX, TITLE_MAX
-from core.views import CategoryView, ReplyView, TicketView
 
 # The value of the create modal's "the customer may see this" confirmation.
 CUSTOMER_MAY_SEE_CONFIRMED = "confirmed"

@@ -22,7 +22,7 @@ from bot.payloads import (
 from bot.runtime import Runtime
 from core import admin, chat, replies, tickets
 from core.access import TicketRef
-from core.views import UserView
+from core.results import UserView
 
 log = logging.getLogger("bot.actions")
 

@@ -20,7 +20,7 @@ from bot.runtime import Runtime
 from core import admin, chat, replies, search, sla, tickets
 from core.enums import Role
 from core.errors import ValidationFailed
-from core.views import UserView
+from core.results import UserView
 
 log = logging.getLogger("bot.commands")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.runtime import Runtime
 from core.errors import DomainError
-from core.views import UserView
+from core.results import UserView
 
 log = logging.getLogger("bot.listeners")
 

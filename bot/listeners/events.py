@@ -23,7 +23,7 @@ from core import chat, replies, tickets
 from core.enums import Audience
 from core.errors import DomainError, Unavailable
 from core.replies import ChatOrigin
-from core.views import UserView
+from core.results import UserView
 
 log = logging.getLogger("bot.events")
 

@@ -14,7 +14,7 @@ from bot.payloads import CreateTicketPayload
 from bot.runtime import Runtime
 from core import admin, chat
 from core.enums import Audience
-from core.views import UserView
+from core.results import UserView
 
 
 def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:

@@ -24,7 +24,7 @@ from bot.payloads import (
 from bot.runtime import Runtime
 from core import replies, tickets
 from core.errors import DomainError, ValidationFailed
-from core.views import UserView
+from core.results import UserView
 
 Submission = Callable[[dict[str, Any], UserView], Awaitable[str | None]]
 

@@ -14,12 +14,12 @@ from core import ratelimit, repository
 from core.access import Actor, load_actor
 from core.context import Core
 from core.errors import ValidationFailed
+from core.results import Page, TicketView
 from core.search.postgres import PostgresSearch
 from core.search.query import Terms, parse_query
 from core.search.ranking import SearchEngine
 from core.search.sqlite import SqliteSearch
 from core.validation import PAGE_SIZE_MAX, positive_int
-from core.views import Page, TicketView
 
 log = logging.getLogger("core.search")
 

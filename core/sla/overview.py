@@ -13,9 +13,9 @@ from core import repository
 from core.access import load_actor, require_staff
 from core.context import Core
 from core.models import Ticket
+from core.results import TicketView
 from core.sla.claims import DONE
 from core.validation import PAGE_SIZE_MAX, positive_int
-from core.views import TicketView
 
 
 class SlaState(StrEnum):

@@ -19,6 +19,7 @@ from core.context import Core
 from core.enums import Priority, Role
 from core.errors import Conflict, ValidationFailed
 from core.models import Category, Ticket, User
+from core.results import TicketView
 from core.sla_policy import SlaPolicy
 from core.tickets.new_rows import (
     parameters,
@@ -35,7 +36,6 @@ from core.validation import (
     parse_enum,
     single_line,
 )
-from core.views import TicketView
 
 log = logging.getLogger("core.tickets")
 

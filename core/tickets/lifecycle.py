@@ -26,6 +26,7 @@ from core.enums import Audience, Priority, Role, Status
 from core.errors import InvalidTransition, TicketClosed, ValidationFailed
 from core.models import StatusChange, Ticket, User
 from core.outbox import OutboxKind
+from core.results import TicketView
 from core.sla_policy import SlaPolicy
 from core.tickets.shared import active_category, refresh_card, require_open_for_changes, sla_start
 from core.validation import (
@@ -37,7 +38,6 @@ from core.validation import (
     parse_enum,
     single_line,
 )
-from core.views import TicketView
 
 log = logging.getLogger("core.tickets")
 

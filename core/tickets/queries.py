@@ -16,8 +16,8 @@ from core.context import Core
 from core.enums import Priority, Role, Status
 from core.errors import ValidationFailed
 from core.models import Category, Ticket, User
+from core.results import Page, TicketDetail, TicketView
 from core.validation import PAGE_SIZE_MAX, positive_int
-from core.views import Page, TicketDetail, TicketView
 
 log = logging.getLogger("core.tickets")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import tickets
-from core.views import TicketDetail, UserView
+from core.results import TicketDetail, UserView
 from devslack.requests import SlackRequest, event_callback_body
 from devslack.server import StoredMessage
 from devslack.stage import ADMIN, CUSTOMER, STAFF_CHANNEL, Person, Stage

@@ -29,8 +29,7 @@ from bot.payloads import (
 )
 from core.enums import Priority, Role, Status
 from core.errors import ValidationFailed
-from core.tickets import TicketFilters, UserRef
-from core.views import (
+from core.results import (
     CategoryView,
     Page,
     ReplyView,
@@ -39,6 +38,7 @@ from core.views import (
     TicketView,
     UserView,
 )
+from core.tickets import TicketFilters, UserRef
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 WARNING = T0 + timedelta(minutes=45)

@@ -16,8 +16,8 @@ from core.context import Core
 from core.enums import Role, Status
 from core.errors import DomainError
 from core.models import AuditEntry, Reply, SlaTimer, StatusChange, Ticket, User
+from core.results import TicketView, UserView
 from core.tickets import change_status
-from core.views import TicketView, UserView
 from tests.factories import make_company, make_user
 
 
