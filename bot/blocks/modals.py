@@ -83,6 +83,36 @@ PRIORITY_OPTIONS: dict[Priority, Json] = {
 }
 
 
+def _priority_input(initial: Priority) -> Json:
+    return input_block(
+        block_id=Block.PRIORITY,
+        label="Priority",
+        element={
+            "type": "static_select",
+            "action_id": Action.PRIORITY,
+            "options": list(PRIORITY_OPTIONS.values()),
+            "initial_option": PRIORITY_OPTIONS[initial],
+        },
+    )
+
+
+def _category_input(categories: Sequence[CategoryView], initial: int | None) -> Json | None:
+    """The optional category select of active categories (None when there are none)."""
+    active = [c for c in categories if c.is_active][:SELECT_OPTIONS]
+    if not active:
+        return None
+    options = {c.id: option(c.name or f"Category {c.id}", str(c.id)) for c in active}
+    element: Json = {
+        "type": "static_select",
+        "action_id": Action.CATEGORY,
+        "placeholder": plain_text("Choose a category"),
+        "options": list(options.values()),
+    }
+    if initial in options:
+        element["initial_option"] = options[initial]
+    return input_block(block_id=Block.CATEGORY, label="Category", element=element, optional=True)
+
+
 def create_ticket_modal(
     *,
     categories: Sequence[CategoryView],
@@ -123,32 +153,11 @@ def create_ticket_modal(
                 else "What happened, what you expected, and anything you already tried."
             ),
         ),
-        input_block(
-            block_id=Block.PRIORITY,
-            label="Priority",
-            element={
-                "type": "static_select",
-                "action_id": Action.PRIORITY,
-                "options": list(PRIORITY_OPTIONS.values()),
-                "initial_option": PRIORITY_OPTIONS[Priority.MEDIUM],
-            },
-        ),
+        _priority_input(Priority.MEDIUM),
     ]
-    active = [c for c in categories if c.is_active][:SELECT_OPTIONS]
-    if active:
-        blocks.append(
-            input_block(
-                block_id=Block.CATEGORY,
-                label="Category",
-                element={
-                    "type": "static_select",
-                    "action_id": Action.CATEGORY,
-                    "placeholder": plain_text("Choose a category"),
-                    "options": [option(c.name or f"Category {c.id}", str(c.id)) for c in active],
-                },
-                optional=True,
-            )
-        )
+    category = _category_input(categories, None)
+    if category is not None:
+        blocks.append(category)
     if staff:
         element: Json = {
             "type": "users_select",
@@ -346,32 +355,10 @@ def edit_ticket_modal(
         ),
     ]
     if staff:
-        blocks.append(
-            input_block(
-                block_id=Block.PRIORITY,
-                label="Priority",
-                element={
-                    "type": "static_select",
-                    "action_id": Action.PRIORITY,
-                    "options": list(PRIORITY_OPTIONS.values()),
-                    "initial_option": PRIORITY_OPTIONS[ticket.priority],
-                },
-            )
-        )
-    active = [c for c in categories if c.is_active][:SELECT_OPTIONS]
-    if active:
-        options = {c.id: option(c.name or f"Category {c.id}", str(c.id)) for c in active}
-        element: Json = {
-            "type": "static_select",
-            "action_id": Action.CATEGORY,
-            "placeholder": plain_text("Choose a category"),
-            "options": list(options.values()),
-        }
-        if ticket.category_id in options:
-            element["initial_option"] = options[ticket.category_id]
-        blocks.append(
-            input_block(block_id=Block.CATEGORY, label="Category", element=element, optional=True)
-        )
+        blocks.append(_priority_input(ticket.priority))
+    category = _category_input(categories, ticket.category_id)
+    if category is not None:
+        blocks.append(category)
     return _modal(
         title=truncate(f"Edit #{ticket.number}", VIEW_TITLE),
         submit="Save",
