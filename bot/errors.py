@@ -165,6 +165,12 @@ async def show_error(runtime: Runtime, error: Exception, place: Place) -> None:
         and not await _first_refusal_in_window(runtime, place, error)
     ):
         return
+    if (  # the closed-ticket notice: once per person and ticket in a while, not per message
+        isinstance(error, TicketClosed)
+        and surface is Surface.CUSTOMER_THREAD
+        and not await _first_closed_notice(runtime, place)
+    ):
+        return
     if surface is Surface.SUBMISSION:
         await _refuse_submission(runtime, error, place)
     elif surface is Surface.CUSTOMER_THREAD:
@@ -240,6 +246,20 @@ async def _customer_thread_notice(runtime: Runtime, error: Exception, place: Pla
     await notify.post(
         runtime, channel=place.channel_id, thread_ts=place.thread_ts, text=text, blocks=blocks
     )
+
+
+# A customer who keeps writing in a closed ticket's thread is reminded at most this often.
+CLOSED_NOTICE_INTERVAL_SECONDS = 600
+
+
+async def _first_closed_notice(runtime: Runtime, place: Place) -> bool:
+    """Whether to post the closed-ticket notice: the first refused message of a person in a
+    ticket's thread within each CLOSED_NOTICE_INTERVAL_SECONDS (claimed in the database)."""
+    if place.actor_id is None or place.ticket_number is None:
+        return True
+    window = int(runtime.clock.now().timestamp()) // CLOSED_NOTICE_INTERVAL_SECONDS
+    key = f"notice:closed:{place.actor_id}:{place.ticket_number}:{window}"
+    return await chat.claim_delivery(runtime.core, key=key)
 
 
 async def _first_refusal_in_window(runtime: Runtime, place: Place, error: RateLimited) -> bool:

@@ -157,3 +157,28 @@ async def test_dm_in_an_unrelated_thread_is_ignored(stage):
     await stage.act(stage.user(CUSTOMER).says(dm, "reply to myself", thread_ts=stray.ts))
     assert len(stage.fake.calls_to("chat.postMessage")) == before
     assert not any("myself" in r.body for r in (await detail(stage, opened.number)).replies)
+
+
+async def test_a_flood_into_a_closed_tickets_thread_gets_one_notice_per_interval(stage, clock):
+    opened = await open_ticket(stage)
+    staff = stage.user(AGENT)
+    await stage.act(staff.slash_command(f"close {opened.number} Done", channel_id=STAFF_CHANNEL))
+    customer = stage.user(CUSTOMER)
+
+    def notices() -> int:
+        return sum(
+            1
+            for m in stage.fake.messages(opened.dm)
+            if m.bot_id and m.is_reply and "was not added" in m.text_content
+        )
+
+    for n in range(6):
+        await stage.act(
+            customer.says(opened.dm, f"still broken {n}", thread_ts=opened.confirmation.ts)
+        )
+    assert notices() == 1
+    clock.advance(minutes=11)
+    await stage.act(customer.says(opened.dm, "hello again", thread_ts=opened.confirmation.ts))
+    assert notices() == 2
+    bodies = [r.body for r in (await detail(stage, opened.number)).replies]
+    assert not [b for b in bodies if b.startswith("still broken") or b == "hello again"]
