@@ -380,7 +380,7 @@ class OutboxWorker:
         return Delivered({"updated": thread.ts})
 
     async def _customer_thread_create(self, message: ClaimedMessage) -> Delivered:
-        ticket = await self._customer_may_see(await self._ticket(message))
+        ticket = await self._customer_may_see(message)
         if ticket is None:
             return NOT_FOR_RECIPIENT
         channel = await self._dm_channel(ticket.customer.slack_user_id)
@@ -392,11 +392,12 @@ class OutboxWorker:
         audience = (
             Audience.CUSTOMER if message.kind is OutboxKind.CUSTOMER_THREAD_POST else Audience.STAFF
         )
-        ticket = await self._ticket(message)
         if audience is Audience.CUSTOMER:
-            ticket = await self._customer_may_see(ticket)
+            ticket = await self._customer_may_see(message)
             if ticket is None:
                 return NOT_FOR_RECIPIENT
+        else:
+            ticket = await self._ticket(message)
         thread = await chat.thread_of(self.core, ticket_id=ticket.id, audience=audience)
         if thread is None:
             raise PermanentFailure(f"no {audience.value} thread for ticket #{ticket.number}")
@@ -437,12 +438,13 @@ class OutboxWorker:
     async def _reply_copies(self, message: ClaimedMessage) -> Delivered:
         audience = Audience(message.payload["audience"])
         reply_id = int(message.payload["reply_id"])
-        ticket = await self._ticket(message)
         if audience is Audience.CUSTOMER and message.kind is OutboxKind.REPLY_COPIES_UPDATE:
             # (taking a copy back is always allowed; showing a new text needs the right now)
-            ticket = await self._customer_may_see(ticket)
+            ticket = await self._customer_may_see(message)
             if ticket is None:
                 return NOT_FOR_RECIPIENT
+        else:
+            ticket = await self._ticket(message)
         thread = await chat.thread_of(self.core, ticket_id=ticket.id, audience=audience)
         if thread is None:
             return Delivered({"skipped": "no thread"})
@@ -558,12 +560,12 @@ class OutboxWorker:
 
     # ---------------------------------------------------------------- helpers
 
-    async def _customer_may_see(self, ticket: Any) -> Any | None:
-        """The ticket as its customer may see it now (checked at delivery, on fresh rows);
-        None when they may not (deactivated, deleted in chat): nothing is sent to them."""
-        return await tickets.ticket_for_recipient(
-            self.core, ticket_id=ticket.id, user_id=ticket.customer.id
-        )
+    async def _customer_may_see(self, message: ClaimedMessage) -> Any | None:
+        """The message's ticket, if its customer may see it now (checked at delivery, on fresh
+        rows, in one read); None when they may not (deactivated, deleted in chat)."""
+        if message.ticket_id is None:
+            raise PermanentFailure("message has no ticket")
+        return await tickets.ticket_for_recipient(self.core, ticket_id=message.ticket_id)
 
     def _staff_channel(self) -> str:
         channel = self.settings.staff_channel_id

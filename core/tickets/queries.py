@@ -180,15 +180,18 @@ async def ticket_snapshot(core: Core, *, ticket_id: uuid.UUID) -> TicketView | N
 
 
 async def ticket_for_recipient(
-    core: Core, *, ticket_id: uuid.UUID, user_id: int
+    core: Core, *, ticket_id: uuid.UUID, user_id: int | None = None
 ) -> TicketView | None:
-    """System read for delivery: the ticket, if the person about to be told about it may see
-    it now (active, not deleted in chat, by their role and companies as they are at this
-    moment); None otherwise, and the message is not sent."""
+    """System read for delivery: the ticket, if the person about to be told about it (None:
+    the ticket's customer) may see it now (active, not deleted in chat, by their role and
+    companies as they are at this moment); None otherwise, and the message is not sent."""
     async with core.db.transaction() as session:
         row = await session.get(Ticket, ticket_id)
+        if row is None:
+            return None
+        user_id = row.customer_id if user_id is None else user_id
         user = await session.get(User, user_id)
-        if row is None or user is None or not user.can_act:
+        if user is None or not user.can_act:
             return None
         actor = await actor_of(session, user_id, user)
         if not actor.can_see(row):
