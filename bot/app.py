@@ -23,7 +23,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 
 from bot.delivery import OutboxWorker
-from bot.errors import Place, report_error, show_error
+from bot.errors import Place, remember_message_thread, report_error, show_error
 from bot.http_limits import BodyRefused, ConnectionGuard
 from bot.listeners import register_listeners
 from bot.listeners.registry import Registry
@@ -82,6 +82,7 @@ def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Regist
                 timeout=settings.slack_api_timeout_seconds,
             )
         if body.get("type") == "event_callback" or body.get("event"):
+            remember_message_thread(context, body)
             return await next()
         if not context.user_id:
             if body.get("command") or body.get("type") in _ACTOR_PAYLOADS:

@@ -84,14 +84,17 @@ class Surface(StrEnum):
     # A modal submission, before its ack: under the field concerned (the modal stays open with
     # what was typed), else the modal closes and the person gets a DM.
     SUBMISSION = "submission"
-    # A message in a ticket's staff thread: ephemeral in the thread.
+    # Messages in a thread are answered in that thread, never by a new top-level DM: an
+    # ephemeral message in the thread in a channel, a thread reply in the person's DM with
+    # the bot (Place.dm).
+    # A message in a ticket's staff thread.
     STAFF_THREAD = "staff_thread"
-    # A message in a customer's ticket thread (their DM): a closed ticket or a rate limit is
-    # answered by a notice in the thread; anything else goes on to the listener's caller.
+    # A message in a customer's ticket thread (their DM): a closed ticket, a rate limit or a
+    # refused message (empty, too long, …) is answered by a notice in the thread.
     CUSTOMER_THREAD = "customer_thread"
-    # An edit of a message relayed to a ticket: ephemeral in the thread.
+    # An edit of a message relayed to a ticket.
     EDIT = "edit"
-    # A deleted message: nobody waits for an answer, the refusal is only logged.
+    # A deleted message whose deletion the ticket refused (it keeps the message).
     DELETION = "deletion"
 
 
@@ -114,6 +117,7 @@ class Place:
     channel_id: str | None = None
     thread_ts: str | None = None
     ticket_number: int | None = None  # thread notices name the ticket
+    dm: bool = False  # channel_id is the person's DM with the bot: answer with a thread reply
     respond: AsyncRespond | None = None  # INTERACTION: answers through the response_url
     ack: Ack | None = None  # SUBMISSION: the modal's answer
     view: dict[str, Any] | None = None  # SUBMISSION: the submitted view
@@ -132,7 +136,36 @@ class Place:
             return cls(Surface.SUBMISSION, user_id=context.user_id, ack=ack, view=view)
         if context.respond is not None and context.response_url:
             return cls(Surface.INTERACTION, user_id=context.user_id, respond=context.respond)
+        thread = context.get(_MESSAGE_THREAD)
+        if isinstance(thread, Place):  # a message in a thread: answered in that thread
+            return thread
         return cls(Surface.EVENT, user_id=context.user_id)
+
+
+_MESSAGE_THREAD = "message_thread"
+
+
+def remember_message_thread(context: AsyncBoltContext, body: dict[str, Any]) -> None:
+    """For a message event in a thread (a new message, an edit, a deletion), note in the
+    request's context where its author is answered, so that a failure nobody foresaw is also
+    told in the thread rather than in a new DM (Place.of_request)."""
+    event = body.get("event")
+    if not isinstance(event, dict) or event.get("type") != "message":
+        return
+    message = event.get("message") or event.get("previous_message") or event
+    if not isinstance(message, dict):
+        return
+    user, channel = message.get("user"), event.get("channel")
+    thread_ts = message.get("thread_ts")
+    if not all(isinstance(v, str) and v for v in (user, channel, thread_ts)):
+        return
+    context[_MESSAGE_THREAD] = Place(
+        Surface.EVENT,
+        user_id=user,
+        channel_id=channel,
+        thread_ts=thread_ts,
+        dm=event.get("channel_type") == "im",
+    )
 
 
 async def report_error(
@@ -154,11 +187,7 @@ async def show_error(runtime: Runtime, error: Exception, place: Place) -> None:
         not isinstance(error, DomainError) or isinstance(error, Unavailable)
     ):
         raise error
-    if surface is Surface.CUSTOMER_THREAD and not isinstance(error, TicketClosed | RateLimited):
-        raise error
     _log(error, place)
-    if surface is Surface.DELETION:
-        return
     if (  # told once per rate-limit window
         isinstance(error, RateLimited)
         and surface in _IN_EVENT
@@ -184,6 +213,8 @@ async def show_error(runtime: Runtime, error: Exception, place: Place) -> None:
         await _tell(
             runtime, place, user_message(error) + " Your edit was not applied to the ticket."
         )
+    elif surface is Surface.DELETION:
+        await _tell(runtime, place, user_message(error) + " The message stays on the ticket.")
     else:
         await _tell(runtime, place, user_message(error))
 
@@ -204,7 +235,18 @@ def _log(error: Exception, place: Place) -> None:
 
 
 async def _tell(runtime: Runtime, place: Place, text: str) -> None:
-    """Ephemeral through the interaction's response_url, else where the place says."""
+    """In the thread of a message (see Surface); else ephemeral through the interaction's
+    response_url, else where the place says."""
+    if place.thread_ts and place.channel_id and place.user_id:
+        await notify.tell_in_thread(
+            runtime,
+            user_id=place.user_id,
+            channel_id=place.channel_id,
+            thread_ts=place.thread_ts,
+            text=text,
+            dm=place.dm,
+        )
+        return
     if place.respond is not None:
         try:
             await place.respond(text=text, response_type="ephemeral", replace_original=False)
@@ -241,8 +283,10 @@ async def _customer_thread_notice(runtime: Runtime, error: Exception, place: Pla
     assert place.channel_id is not None and place.ticket_number is not None
     if isinstance(error, TicketClosed):
         text, blocks = messages.closed_thread_notice(place.ticket_number)
-    else:
+    elif isinstance(error, RateLimited):
         text, blocks = messages.rate_limited_thread_notice(place.ticket_number, user_message(error))
+    else:
+        text, blocks = messages.refused_thread_notice(place.ticket_number, user_message(error))
     await notify.post(
         runtime, channel=place.channel_id, thread_ts=place.thread_ts, text=text, blocks=blocks
     )

@@ -117,6 +117,36 @@ async def tell_user(
         log.warning("could not tell the user", extra={"error": _describe(error)})
 
 
+async def tell_in_thread(
+    runtime: Runtime,
+    *,
+    user_id: str,
+    channel_id: str,
+    thread_ts: str,
+    text: str,
+    dm: bool,
+) -> None:
+    """Tell a person something about their message in a thread, in that thread: a reply in
+    the thread of their DM with the bot (`dm`), else an ephemeral message in the thread. Never
+    a new top-level DM: out of its thread, a refusal would not say which message it is about.
+    Never raises."""
+    if not is_slack_user_id(user_id):
+        log.info("not telling a malformed user id")
+        return
+    if dm:
+        await post(runtime, channel=channel_id, thread_ts=thread_ts, text=text, blocks=[])
+        return
+    client = runtime.client
+    try:
+        await _with_retry(
+            lambda: client.chat_postEphemeral(
+                channel=channel_id, user=user_id, text=text, thread_ts=thread_ts
+            )
+        )
+    except Exception as error:
+        log.warning("thread notice not shown", extra={"error": _describe(error)})
+
+
 async def post(
     runtime: Runtime,
     *,
@@ -128,10 +158,11 @@ async def post(
     """Post a message for the person in a conversation with the bot (their DM or a ticket
     thread in it): the DM guidance, a closed-thread or rate-limit notice. Never raises."""
     client = runtime.client
+    fields: dict[str, Any] = {"blocks": blocks} if blocks else {}
     try:
         await _with_retry(
             lambda: client.chat_postMessage(
-                channel=channel, text=text, blocks=blocks, thread_ts=thread_ts
+                channel=channel, text=text, thread_ts=thread_ts, **fields
             )
         )
     except Exception as error:

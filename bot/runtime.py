@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.directory import SlackDirectory
 from bot.errors import report_error
 from bot.identity import IdentityResolver
 from bot.settings import BotSettings
@@ -45,6 +46,11 @@ class Runtime:
     work_slots: asyncio.Semaphore | None = None
     # Checks that the staff channel is still safe for notes (set by BotServer at start).
     staff_channel: StaffChannelGuard | None = None
+    # Names of the people and channels messages mention (bot.incoming), cached.
+    directory: SlackDirectory = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.directory = SlackDirectory(self.client)
 
     @property
     def clock(self) -> Clock:

@@ -234,6 +234,13 @@ def closed_thread_notice(number: int) -> Message:
     return f"Ticket #{number} is closed; your message was not added.", [section(line)]
 
 
+def refused_thread_notice(number: int, refusal: str) -> Message:
+    """Told in a ticket's thread when a message written there was refused (`refusal`: the
+    error text, e.g. empty or too long): it was not added to the ticket."""
+    line = f"{refusal}\nYour message was not added to ticket *#{number}*."
+    return line, [section(line)]
+
+
 def rate_limited_thread_notice(number: int, refusal: str) -> Message:
     """Told once per rate-limit window to whoever writes in a ticket's thread too fast:
     `refusal` is the error text (limit and wait); what they write meanwhile is not recorded.

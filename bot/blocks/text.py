@@ -16,6 +16,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
 _AT = re.compile(r"@(?=(?:channel|here|everyone|group)\b)|(?<![\w.+-])@(?=\w)", re.IGNORECASE)
 _ENTITIES = ("&amp;", "&lt;", "&gt;")
 _SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]+")
+# A web or mail address in user text. It ends before white space, Slack's token characters,
+# quotes, and before trailing punctuation that belongs to the sentence (see _url_end).
+_URL = re.compile(r"\b(?:https?://|mailto:)[^\s<>|\"'`\u2026]+", re.IGNORECASE)
+_TRAILING = ".,;:!?*_~"
 
 
 def plain(text: str) -> str:
@@ -24,10 +28,51 @@ def plain(text: str) -> str:
 
 
 def escape(text: str) -> str:
-    """User text for mrkdwn: &, <, > escaped and @-mentions/broadcasts defused, never a ping."""
+    """User text for mrkdwn: &, <, > escaped and @-mentions/broadcasts defused, never a ping;
+    web and mail addresses become links that show their own target (`<https://x>`), so a link
+    is clickable and no label can pass one address off as another."""
     text = plain(text)
+    out: list[str] = []
+    last = 0
+    for match in _URL.finditer(text):
+        end = _url_end(text, match.start(), match.end())
+        if end <= match.start() + len("mailto:") or text.startswith("\u2026", end):
+            continue  # a bare scheme, or an address cut short ("https://exa…"): left as text
+        out.append(_escape_words(text[last : match.start()]))
+        out.append(f"<{_escape_words(text[match.start() : end], mentions=False)}>")
+        last = end
+    out.append(_escape_words(text[last:]))
+    return "".join(out)
+
+
+def _escape_words(text: str, *, mentions: bool = True) -> str:
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _AT.sub("@" + ZERO_WIDTH_SPACE, text)
+    return _AT.sub("@" + ZERO_WIDTH_SPACE, text) if mentions else text
+
+
+def _url_end(text: str, start: int, end: int) -> int:
+    """Where an address found at text[start:end] really ends: without the sentence's closing
+    punctuation, and without a closing bracket it did not open ("(see https://x)")."""
+    while end > start:
+        last = text[end - 1]
+        url = text[start:end]
+        unopened = last in ")]" and _unbalanced(url, last)
+        if last in _TRAILING or unopened:
+            end -= 1
+        else:
+            break
+    return end
+
+
+def _unbalanced(url: str, closing: str) -> bool:
+    opening = "(" if closing == ")" else "["
+    return url.count(opening) < url.count(closing)
+
+
+def _open_token(text: str) -> int:
+    """The index of a `<` in `text` whose `>` is not in `text` (a link cut in two), or -1."""
+    start = text.rfind("<")
+    return start if start != -1 and text.find(">", start) == -1 else -1
 
 
 def truncate(text: str, limit: int, *, more: str = "…") -> str:
@@ -43,6 +88,9 @@ def truncate(text: str, limit: int, *, more: str = "…") -> str:
     amp = head.rfind("&", max(0, cut - 4))
     if amp != -1 and ";" not in head[amp:] and text.startswith(_ENTITIES, amp):
         head = head[:amp]
+    token = _open_token(head)
+    if token != -1:  # never half a link: "<https://exa…" would show as raw markup
+        head = head[:token]
     return head.rstrip() + more
 
 
@@ -58,6 +106,9 @@ def split_text(text: str, size: int) -> list[str]:
             amp = text.rfind("&", max(0, cut - 4), cut)
             if amp != -1 and ";" not in text[amp:cut] and text.startswith(_ENTITIES, amp):
                 cut = amp
+        token = _open_token(text[:cut])
+        if token > 0:  # never half a link: the piece ends before it
+            cut = token
         if cut <= 0:
             cut = size
         pieces.append(text[:cut].rstrip())

@@ -17,6 +17,7 @@ from bot import notify, staff_channel
 from bot.blocks import home, messages
 from bot.errors import Place, Surface, show_error
 from bot.ids import NOTE_REACTION, REPLY_MARKER, REPLY_REACTION
+from bot.incoming import read_message, written_by_person
 from bot.listeners.registry import Registry
 from bot.runtime import Runtime
 from core import chat, replies, tickets
@@ -131,7 +132,7 @@ async def _route_message(runtime: Runtime, event: dict[str, Any]) -> None:
     if subtype == "message_deleted":
         await _on_delete(runtime, event)
         return
-    if subtype not in (None, "thread_broadcast", "file_share"):
+    if not written_by_person(event):  # Slackbot, apps, bots, system messages
         return
     channel = event.get("channel")
     user_id = event.get("user")
@@ -148,7 +149,7 @@ async def _route_message(runtime: Runtime, event: dict[str, Any]) -> None:
     if owner is None:
         return
     actor = await runtime.identity.resolve(user_id)
-    text = str(event.get("text") or "")
+    text = await read_message(runtime, event)
     if owner.audience is Audience.STAFF:
         await _staff_thread_message(runtime, owner, actor, channel, ts, thread_ts, text)
     else:
@@ -228,6 +229,7 @@ def _thread_place(
         channel_id=channel,
         thread_ts=thread_ts,
         ticket_number=owner.number,
+        dm=surface is Surface.CUSTOMER_THREAD,  # a customer's ticket thread is in their DM
     )
 
 
@@ -236,14 +238,13 @@ async def _on_edit(runtime: Runtime, event: dict[str, Any]) -> None:
     channel = event.get("channel")
     user_id = message.get("user")
     ts = message.get("ts")
-    if not channel or not user_id or not ts or message.get("bot_id"):
+    if not channel or not ts or not user_id or not written_by_person(message):
         return
     reply_id = await chat.reply_of_message(runtime.core, channel_id=channel, ts=ts)
     if reply_id is None:
         return
-    previous = (event.get("previous_message") or {}).get("text")
-    text = str(message.get("text") or "")
-    if previous == text:
+    text = await read_message(runtime, message)
+    if await read_message(runtime, event.get("previous_message") or {}) == text:
         return  # unfurls and reactions also arrive as message_changed
     _, body = split_marker(text)
     actor = await runtime.identity.resolve(user_id)
@@ -256,6 +257,7 @@ async def _on_edit(runtime: Runtime, event: dict[str, Any]) -> None:
             actor_id=actor.id,
             channel_id=channel,
             thread_ts=message.get("thread_ts"),
+            dm=event.get("channel_type") == "im",
         )
         await show_error(runtime, error, place)
         return
@@ -267,7 +269,7 @@ async def _on_delete(runtime: Runtime, event: dict[str, Any]) -> None:
     previous = event.get("previous_message") or {}
     ts = event.get("deleted_ts") or previous.get("ts")
     user_id = previous.get("user")
-    if not channel or not ts or not user_id or previous.get("bot_id"):
+    if not channel or not ts or not user_id or not written_by_person(previous):
         return
     reply_id = await chat.reply_of_message(runtime.core, channel_id=channel, ts=ts)
     if reply_id is None:
@@ -276,6 +278,13 @@ async def _on_delete(runtime: Runtime, event: dict[str, Any]) -> None:
     try:
         await replies.delete_reply(runtime.core, actor_id=actor.id, reply_id=reply_id)
     except DomainError as error:
-        await show_error(runtime, error, Place(Surface.DELETION, user_id=user_id))
+        place = Place(
+            Surface.DELETION,
+            user_id=user_id,
+            channel_id=channel,
+            thread_ts=previous.get("thread_ts"),
+            dm=event.get("channel_type") == "im",
+        )
+        await show_error(runtime, error, place)
         return
     runtime.wake_outbox()

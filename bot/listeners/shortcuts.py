@@ -9,7 +9,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import modals
 from bot.ids import Callback
+from bot.incoming import read_message
 from bot.listeners.registry import Registry
+from bot.markup import first_line
 from bot.payloads import CreateTicketPayload
 from bot.runtime import Runtime
 from core import admin, chat
@@ -27,14 +29,14 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
     ) -> None:
         await ack()
         message = shortcut.get("message") or {}
-        text = str(message.get("text") or "")
-        first_line = text.strip().splitlines()[0] if text.strip() else ""
+        # As the person saw it: names for mentions, links with their labels, rich text read.
+        text = await read_message(runtime, message) if isinstance(message, dict) else ""
         channel = (shortcut.get("channel") or {}).get("id")
         copied = await _from_staff_surface(runtime, channel, message)
         categories = await admin.list_categories(runtime.core)
         view = modals.create_ticket_modal(
             categories=categories,
-            title=first_line[:150],
+            title=first_line(text, 150),
             description=text[:3000],
             staff=actor.role.is_staff,
             metadata=CreateTicketPayload(channel_id=channel, copied_from_staff=copied or None),

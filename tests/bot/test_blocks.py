@@ -224,6 +224,8 @@ _OWN_TOKEN = re.compile(
     r"@(U0ALICE|U0BOB)"
     r"|!date\^\d+\^\{date_short\} \{time\}\|[\d: -]+ UTC"
     r"|https://example\.slack\.com/archives/[^|<>\s]+\|Open the ticket thread"
+    # a link from user text shows its own target: no label
+    r"|(?:https?://|mailto:)[^|<>\s]+"
 )
 
 
@@ -275,11 +277,12 @@ def test_check_blocks_catches_a_key_that_slack_sdk_would_ignore() -> None:
 def test_escape_neutralises_mentions_broadcasts_links_and_entities() -> None:
     out = text.escape("<!channel> <@U123> <http://x|y> a & b @here @Everyone @alice")
     assert out.startswith("&lt;!channel&gt; &lt;@")
-    assert "&lt;http://x|y&gt;" in out
+    # The typed markup stays text; only the address itself becomes a link, showing itself.
+    assert "&lt;<http://x>|y&gt;" in out
     assert "a &amp; b" in out
     for word in ("here", "Everyone", "alice"):
         assert f"@{ZWSP}{word}" in out
-    assert "<" not in out and ">" not in out
+    assert re.findall(r"<[^>]*>", out) == ["<http://x>"]
 
 
 def test_escape_keeps_email_addresses_copyable_and_drops_control_characters() -> None:
@@ -988,7 +991,7 @@ def test_hostile_text_can_not_ping_mention_or_link(name: str) -> None:
     assert_harmless(payload, fallback=fallback)
     shown = "\n".join(mrkdwn_texts(payload) + ([fallback] if fallback else []))
     # The hostile text was shown (escaped), not silently dropped.
-    assert "&lt;http://evil.example|Click&gt;" in shown
+    assert "&lt;<http://evil.example>|Click&gt;" in shown
 
 
 def test_hostile_text_in_inputs_is_kept_verbatim_without_control_characters() -> None:

@@ -89,9 +89,14 @@ async def test_edit_after_the_edit_window_is_refused_and_changes_nothing(stage, 
     updates_before = len(stage.fake.calls_to("chat.update"))
     clock.advance(hours=25)
     await stage.act(edited(stage, message, "Printer is Canon"))
-    answer = last_ephemeral(stage, CUSTOMER)
-    assert "EDIT_WINDOW_EXPIRED" in answer and "not applied" in answer
-    assert stage.fake.ephemerals(CUSTOMER.user_id)[-1].channel == opened.dm
+    # Told in the ticket's thread of their DM, not in a new message of the DM.
+    [answer] = [
+        m
+        for m in stage.fake.replies(opened.dm, opened.confirmation.ts)
+        if m.bot_id and "EDIT_WINDOW_EXPIRED" in m.text_content
+    ]
+    assert "not applied" in answer.text_content
+    assert not stage.fake.ephemerals(CUSTOMER.user_id)
     bodies = [r.body for r in (await detail(stage, opened.number)).replies]
     assert "Printer is HP" in bodies and "Printer is Canon" not in bodies
     assert len(stage.fake.calls_to("chat.update")) == updates_before

@@ -3,7 +3,6 @@ payloads' handling of retired fields."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -92,19 +91,46 @@ async def test_an_uncertain_post_is_not_repeated_and_does_not_raise(
     assert not fake.messages(PRIVATE)
 
 
-async def test_events_pass_on_unavailable_and_deletions_are_only_logged(
-    fake: FakeSlack, runtime: Any, caplog: pytest.LogCaptureFixture
+async def test_events_pass_on_unavailable_and_refusals_are_told_in_the_thread(
+    fake: FakeSlack, runtime: Any
 ) -> None:
     for surface in (Surface.STAFF_THREAD, Surface.CUSTOMER_THREAD, Surface.EDIT):
         with pytest.raises(Unavailable):
             await show_error(runtime, Unavailable("down"), Place(surface, user_id=STAFF))
-    # In a customer's thread only a closed ticket and a rate limit are answered there.
-    with pytest.raises(Forbidden):
-        await show_error(runtime, Forbidden("no"), Place(Surface.CUSTOMER_THREAD))
-    caplog.set_level(logging.INFO, logger="bot.errors")
-    await show_error(runtime, TicketClosed("closed"), Place(Surface.DELETION, user_id=STAFF))
-    assert [r.getMessage() for r in caplog.records] == ["request refused"]
-    assert not fake.calls_to("chat.postEphemeral") and not fake.calls_to("chat.postMessage")
+    dm = fake.open_dm(STAFF)
+    parent = fake.post_as_user(dm, STAFF, "my ticket thread")
+    # A refused message in a customer's ticket thread: a reply in that thread of their DM.
+    thread = Place(
+        Surface.CUSTOMER_THREAD,
+        user_id=STAFF,
+        channel_id=dm,
+        thread_ts=parent.ts,
+        ticket_number=7,
+        dm=True,
+    )
+    await show_error(runtime, ValidationFailed("Message must not be empty."), thread)
+    [notice] = fake.replies(dm, parent.ts)
+    assert "must not be empty" in notice.text_content and "#7" in notice.text_content
+    # A refused deletion in a channel thread: ephemeral in the thread, never a new DM.
+    channel_parent = fake.post_as_user(PRIVATE, STAFF, "a card")
+    deletion = Place(
+        Surface.DELETION, user_id=STAFF, channel_id=PRIVATE, thread_ts=channel_parent.ts
+    )
+    await show_error(runtime, Forbidden("no"), deletion)
+    [ephemeral] = fake.ephemerals(STAFF)
+    assert ephemeral.thread_ts == channel_parent.ts and ephemeral.channel == PRIVATE
+    assert "stays on the ticket" in ephemeral.text_content
+    assert [m.ts for m in fake.messages(dm) if not m.is_reply] == [parent.ts]
+
+
+async def test_a_thread_notice_that_cannot_be_shown_never_becomes_a_dm(
+    fake: FakeSlack, runtime: Any
+) -> None:
+    fake.fail_next("chat.postEphemeral", error="channel_not_found")
+    place = Place(Surface.STAFF_THREAD, user_id=STAFF, channel_id=PRIVATE, thread_ts="1.000100")
+    await show_error(runtime, TicketClosed("closed"), place)
+    assert len(fake.calls_to("chat.postEphemeral")) == 1
+    assert not fake.calls_to("conversations.open") and not fake.calls_to("chat.postMessage")
 
 
 async def test_a_refused_submission_is_answered_under_its_field(runtime: Any) -> None:

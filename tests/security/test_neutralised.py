@@ -1,6 +1,7 @@
 """User text is data: mentions, broadcasts and links written by people (titles, descriptions,
-replies, notes, reasons, category names, Slack display names) never ping or link in anything the
-bot posts, and search input with `%`, `_` and quotes is matched literally, never as syntax."""
+replies, notes, reasons, category names, Slack display names) never ping in anything the bot
+posts, a link in it only ever shows its own address, and search input with `%`, `_` and
+quotes is matched literally, never as syntax."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ _LIVE = [
     re.compile(r"<!(?:channel|here|everyone)"),
     re.compile(r"<!subteam\^"),
     re.compile(rf"<@{VICTIM}"),
-    re.compile(r"<(?:https?|mailto):[^>]*evil"),
+    # A link from user text may be clickable, but only showing its own target: never a label.
+    re.compile(r"<(?:https?|mailto):[^>]*evil[^>]*\|"),
     re.compile(r"(?<![\w.+\-\u200b])@(?:channel|here|everyone)\b"),
 ]
 
