@@ -1,0 +1,106 @@
+"""What people write arrives as they wrote it, end to end: the message shortcut's form, the
+names of mentioned people looked up once, search over a link's words and a mentioned name, and
+a failure nobody foresaw told in the thread of the message, not in a new DM. (The payload corpus,
+test_e2e_payload_corpus.py, covers each shape of message event.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from core import replies
+from core.search import search_tickets
+from devslack.stage import AGENT, CUSTOMER, PUBLIC_CHANNEL, STAFF_CHANNEL
+from tests.bot.e2e_support import open_ticket, user
+
+
+def input_initial(view, block_id):
+    block = next(b for b in view.view["blocks"] if b.get("block_id") == block_id)
+    return block["element"].get("initial_value")
+
+
+async def test_message_shortcut_prefills_the_form_with_the_text_as_people_saw_it(stage):
+    message = stage.fake.post_as_user(
+        PUBLIC_CHANNEL,
+        CUSTOMER.user_id,
+        f"<@{AGENT.user_id}> the <https://wiki.example.com/vpn|VPN wiki> is down &amp; slow\n"
+        "since <!here> was pinged",
+    )
+    await stage.act(stage.user(CUSTOMER).message_shortcut("message_to_ticket", message))
+    view = stage.fake.views_opened(CUSTOMER.user_id)[-1]
+    title = input_initial(view, "title_block")
+    assert title == "@Dana Agent the VPN wiki (https://wiki.example.com/vpn) is down & slow"
+    assert input_initial(view, "description_block") == f"{title}\nsince @here was pinged"
+
+
+async def test_message_shortcut_reads_a_rich_text_only_message(stage):
+    blocks = [
+        {
+            "type": "rich_text",
+            "elements": [
+                {
+                    "type": "rich_text_section",
+                    "elements": [
+                        {"type": "text", "text": "Printer jams, ask "},
+                        {"type": "user", "user_id": AGENT.user_id},
+                    ],
+                }
+            ],
+        }
+    ]
+    message = stage.fake.post_as_user(PUBLIC_CHANNEL, CUSTOMER.user_id, "", blocks=blocks)
+    await stage.act(stage.user(CUSTOMER).message_shortcut("message_to_ticket", message))
+    view = stage.fake.views_opened(CUSTOMER.user_id)[-1]
+    assert input_initial(view, "title_block") == "Printer jams, ask @Dana Agent"
+
+
+async def test_a_mentioned_persons_name_is_looked_up_once_for_many_messages(stage):
+    opened = await open_ticket(stage)
+    customer = stage.user(CUSTOMER)
+    stage.fake.reset_calls()
+    for n in range(3):
+        await stage.act(
+            customer.says(
+                opened.dm, f"<@{AGENT.user_id}> ping {n}", thread_ts=opened.confirmation.ts
+            )
+        )
+    lookups = [c for c in stage.fake.calls_to("users.info") if c.params["user"] == AGENT.user_id]
+    assert len(lookups) == 1
+    copies = [m.text_content for m in stage.fake.replies(STAFF_CHANNEL, opened.card.ts) if m.bot_id]
+    assert sum("Dana Agent ping" in c.replace("\u200b", "") for c in copies) == 3
+
+
+async def test_search_finds_a_links_words_and_a_mentioned_persons_name(stage):
+    opened = await open_ticket(stage)
+    await stage.act(
+        stage.user(CUSTOMER).says(
+            opened.dm,
+            f"See <https://billing.example.com/inv/9|quarterly invoice> from <@{AGENT.user_id}>",
+            thread_ts=opened.confirmation.ts,
+        )
+    )
+    agent = await user(stage, AGENT)
+    for query in ("quarterly invoice", "Dana", "billing.example.com"):
+        hits = await search_tickets(stage.runtime.core, actor_id=agent.id, query=query)
+        assert [hit.ticket.number for hit in hits.items] == [opened.number], query
+
+
+async def test_a_failure_on_a_thread_message_is_told_in_that_thread_not_a_new_dm(
+    stage, monkeypatch: pytest.MonkeyPatch
+):
+    opened = await open_ticket(stage)
+    dm_before = [m.ts for m in stage.fake.messages(opened.dm) if not m.is_reply]
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug nobody foresaw")
+
+    monkeypatch.setattr(replies, "add_reply", broken)
+    await stage.act(
+        stage.user(CUSTOMER).says(opened.dm, "Any news?", thread_ts=opened.confirmation.ts)
+    )
+    told = [
+        m
+        for m in stage.fake.replies(opened.dm, opened.confirmation.ts)
+        if m.bot_id and "INTERNAL" in m.text_content
+    ]
+    assert len(told) == 1
+    assert [m.ts for m in stage.fake.messages(opened.dm) if not m.is_reply] == dm_before
