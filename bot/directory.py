@@ -76,10 +76,6 @@ class SlackDirectory:
         channel_names = dict(zip(channels, found[len(users) :], strict=True))
         return Names(users=_known(user_names), channels=_known(channel_names))
 
-    def remember_user(self, user_id: str, name: str) -> None:
-        """A name learnt elsewhere (e.g. users.info made by bot.identity)."""
-        self._cache[f"user:{user_id}"] = (time.monotonic() + self.ttl, name)
-
     async def _name(self, key: str, lookup: Callable[[], Awaitable[str | None]]) -> str | None:
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
