@@ -109,7 +109,12 @@ async def test_edits_in_the_thread_count_and_are_refused_with_one_notice(limited
     # The message used one of the LIMIT writes, so LIMIT - 1 edits went through.
     [reply] = (await detail(stage, opened.number)).replies
     assert reply.body == f"version {LIMIT - 1}"
-    told = [e for e in stage.fake.ephemerals(CUSTOMER.user_id) if "RATE_LIMITED" in e.text_content]
+    # Told once, in the ticket's thread of their DM (not as a new message of the DM).
+    told = [
+        m
+        for m in stage.fake.replies(opened.dm, opened.confirmation.ts)
+        if m.bot_id and "RATE_LIMITED" in m.text_content
+    ]
     assert len(told) == 1 and "Your edit was not applied" in told[0].text_content
     [copy] = bot_messages_with(stage, STAFF_CHANNEL, "version", opened.card.ts)
     assert f"version {LIMIT - 1}" in copy.text_content
