@@ -109,7 +109,7 @@ _LIVE = [
     re.compile(r"<!(?:channel|here|everyone)"),
     re.compile(r"<!subteam\^"),
     re.compile(r"<@UAGENT0001"),
-    re.compile(r"<https?://evil"),
+    re.compile(r"<https?://evil[^>]*\|"),  # a link may be clickable, never relabelled
     re.compile(r"(?<![\w.+-])@(?:channel|here|everyone)\b"),  # link_names-style broadcasts
 ]
 
@@ -172,6 +172,8 @@ async def test_mention_injection_through_ticket_text_is_neutralised(stage):
     # Staff and customer still read what was written (escaped, not dropped).
     relayed = [m for m in stage.fake.replies(STAFF_CHANNEL, opened.card.ts) if m.bot_id]
     assert any("evil.example" in m.text_content for m in relayed)
+    # The customer's link reached staff clickable, showing where it goes, with its label.
+    assert any("click (<http://evil.example>)" in m.text for m in relayed)
     assert all(not c.params.get("link_names") for c in stage.fake.calls_to("chat.postMessage"))
 
 
