@@ -104,3 +104,26 @@ async def test_a_failure_on_a_thread_message_is_told_in_that_thread_not_a_new_dm
     ]
     assert len(told) == 1
     assert [m.ts for m in stage.fake.messages(opened.dm) if not m.is_reply] == dm_before
+
+
+async def test_ticket_show_and_app_home_show_links_and_names_without_pinging(stage):
+    opened = await open_ticket(stage, title="VPN https://vpn.example.com/status is red")
+    await stage.act(
+        stage.user(CUSTOMER).says(
+            opened.dm,
+            f"<@{AGENT.user_id}> see <https://kb.example.com/a|the article> <!here>",
+            thread_ts=opened.confirmation.ts,
+        )
+    )
+    before = len(stage.fake.ephemerals(AGENT.user_id))
+    await stage.act(
+        stage.user(AGENT).slash_command(f"show {opened.number}", channel_id=STAFF_CHANNEL)
+    )
+    [shown] = stage.fake.ephemerals(AGENT.user_id)[before:]
+    assert "the article (<https://kb.example.com/a>)" in shown.text_content
+    assert "@\u200bDana Agent" in shown.text_content and "@\u200bhere" in shown.text_content
+    # (the detail's own Customer field mentions the customer; nothing from the text pings)
+    assert f"<@{AGENT.user_id}" not in shown.text_content and "<!here" not in shown.text_content
+    await stage.act(stage.user(CUSTOMER).opens_home())
+    home = stage.fake.home_view(CUSTOMER.user_id)
+    assert "VPN <https://vpn.example.com/status> is red" in str(home.view)
