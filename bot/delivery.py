@@ -290,6 +290,7 @@ class OutboxWorker:
             OutboxKind.STAFF_THREAD_POST: self._thread_post,
             OutboxKind.CUSTOMER_THREAD_CREATE: self._customer_thread_create,
             OutboxKind.CUSTOMER_THREAD_POST: self._thread_post,
+            OutboxKind.THREAD_FILE_COPY: self._file_copy,
             OutboxKind.REPLY_COPIES_UPDATE: self._reply_copies,
             OutboxKind.REPLY_COPIES_DELETE: self._reply_copies,
             OutboxKind.MANAGER_ALERT: self._manager_alert,
@@ -434,6 +435,11 @@ class OutboxWorker:
             )
             return Delivered({"ts": ref.ts})
         raise PermanentFailure(f"unknown thread event {payload.get('event')!r}")
+
+    async def _file_copy(self, message: ClaimedMessage) -> Delivered:
+        from bot import file_relay  # (it builds on this module)
+
+        return await file_relay.copy_file(self, message)
 
     async def _reply_copies(self, message: ClaimedMessage) -> Delivered:
         audience = Audience(message.payload["audience"])

@@ -19,7 +19,9 @@ from bot.errors import Place, Surface, show_error
 from bot.ids import NOTE_REACTION, REPLY_MARKER, REPLY_REACTION
 from bot.listeners.registry import Registry
 from bot.runtime import Runtime
+from bot.shared_files import shared_files
 from core import chat, replies, tickets
+from core.attachments import AttachmentInput
 from core.enums import Audience
 from core.errors import DomainError, Unavailable
 from core.replies import ChatOrigin
@@ -149,10 +151,11 @@ async def _route_message(runtime: Runtime, event: dict[str, Any]) -> None:
         return
     actor = await runtime.identity.resolve(user_id)
     text = str(event.get("text") or "")
+    files = shared_files(event)
     if owner.audience is Audience.STAFF:
-        await _staff_thread_message(runtime, owner, actor, channel, ts, thread_ts, text)
+        await _staff_thread_message(runtime, owner, actor, channel, ts, thread_ts, text, files)
     else:
-        await _customer_thread_message(runtime, owner, actor, channel, ts, thread_ts, text)
+        await _customer_thread_message(runtime, owner, actor, channel, ts, thread_ts, text, files)
 
 
 async def _staff_thread_message(
@@ -163,6 +166,7 @@ async def _staff_thread_message(
     ts: str,
     thread_ts: str,
     text: str,
+    files: list[AttachmentInput],
 ) -> None:
     if channel != runtime.settings.staff_channel_id:
         return
@@ -177,6 +181,7 @@ async def _staff_thread_message(
             internal=not public,
             origin=ChatOrigin(Audience.STAFF, channel, ts),
             idempotency_key=f"message:{channel}:{ts}",
+            files=files,
         )
     except DomainError as error:
         place = _thread_place(Surface.STAFF_THREAD, owner, actor, channel, thread_ts)
@@ -196,6 +201,7 @@ async def _customer_thread_message(
     ts: str,
     thread_ts: str,
     text: str,
+    files: list[AttachmentInput],
 ) -> None:
     try:
         await replies.add_reply(
@@ -206,6 +212,7 @@ async def _customer_thread_message(
             internal=False,
             origin=ChatOrigin(Audience.CUSTOMER, channel, ts),
             idempotency_key=f"message:{channel}:{ts}",
+            files=files,
         )
     except DomainError as error:
         place = _thread_place(Surface.CUSTOMER_THREAD, owner, actor, channel, thread_ts)
