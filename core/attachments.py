@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.context import Core
 from core.enums import Audience
 from core.errors import ValidationFailed
-from core.models import OutboxMessage, Reply, ReplyAttachment, User
+from core.models import AttachmentCopy, OutboxMessage, Reply, ReplyAttachment, User
 from core.results import AttachmentView
 from core.validation import opaque_key, single_line
 
@@ -219,3 +219,52 @@ async def record_upload_started(
             .values(result={"uploads_started": [*started, upload_id]})
         )
         return bool(getattr(outcome, "rowcount", 0))
+
+
+async def record_copy_delivered(
+    core: Core,
+    *,
+    message_id: int,
+    worker_id: str,
+    result: dict[str, Any],
+    attachment_id: int,
+    audience: Audience,
+    copy_id: str,
+) -> bool:
+    """Mark a file copy's outbox message delivered and remember the copy, in one transaction
+    (deleting the reply later takes the copy back). False when the lease was lost meanwhile:
+    nothing is recorded, the worker that holds the message now records it."""
+    now = core.clock.now()
+    async with core.db.transaction() as session:
+        outcome = await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.locked_by == worker_id)
+            .values(delivered_at=now, locked_until=None, last_error=None, result=result)
+        )
+        if not getattr(outcome, "rowcount", 0):
+            return False
+        await session.merge(
+            AttachmentCopy(
+                attachment_id=attachment_id,
+                audience=audience.value,
+                copy_id=copy_id,
+                created_at=now,
+            )
+        )
+        return True
+
+
+async def copies_of_reply(core: Core, *, reply_id: int, audience: Audience) -> list[str]:
+    """The platform's ids of the copies made of a reply's files for `audience` (any state of
+    the reply: a deleted reply's copies are what deletion takes back)."""
+    async with core.db.transaction() as session:
+        rows = await session.scalars(
+            select(AttachmentCopy.copy_id)
+            .join(ReplyAttachment, ReplyAttachment.id == AttachmentCopy.attachment_id)
+            .where(
+                ReplyAttachment.reply_id == reply_id,
+                AttachmentCopy.audience == audience.value,
+            )
+            .order_by(ReplyAttachment.position)
+        )
+        return list(rows)

@@ -232,6 +232,20 @@ class ReplyAttachment(Base):
     created_at: Mapped[datetime]
 
 
+class AttachmentCopy(Base):
+    """Where a reply's file was copied for an audience: the chat platform's id of the copy, so
+    that deleting the reply takes the copy back too."""
+
+    __tablename__ = "attachment_copies"
+
+    attachment_id: Mapped[int] = mapped_column(
+        ForeignKey("reply_attachments.id", ondelete="CASCADE"), primary_key=True
+    )
+    audience: Mapped[str] = mapped_column(String(16), primary_key=True)
+    copy_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
 class StatusChange(Base):
     __tablename__ = "status_history"
 

@@ -1,10 +1,12 @@
-"""reply_attachments: the files people shared with a reply, described, not stored
+"""reply_attachments, attachment_copies: the files shared with a reply, described, not stored
 
 A file shared in a ticket's thread used to be dropped: only the message's text became a
 reply. Each file is now recorded with its reply (name, title, type, size and the chat
 platform's id of the file), so that `/ticket show` lists it, the audit log names it and the
 delivery worker can copy it to the other side's thread. The bytes stay in the chat platform.
-The downgrade drops the table; the replies themselves are untouched.
+Each copy made for the other side is recorded in attachment_copies (the platform's id of the
+copy), so that deleting the reply takes its copied files back as it takes back its text.
+The downgrade drops both tables; the replies themselves are untouched.
 
 Revision ID: 0008
 Revises: 0007
@@ -50,7 +52,24 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reply_attachments")),
         sa.UniqueConstraint("reply_id", "position", name="uq_reply_attachments_reply"),
     )
+    op.create_table(
+        "attachment_copies",
+        sa.Column(
+            "attachment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("audience", sa.String(length=16), nullable=False),
+        sa.Column("copy_id", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["attachment_id"],
+            ["reply_attachments.id"],
+            name=op.f("fk_attachment_copies_attachment_id_reply_attachments"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("attachment_id", "audience", name=op.f("pk_attachment_copies")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("attachment_copies")
     op.drop_table("reply_attachments")

@@ -10,6 +10,8 @@ from core.attachments import (
     MAX_ATTACHMENTS,
     AttachmentInput,
     attachment_for_delivery,
+    copies_of_reply,
+    record_copy_delivered,
     record_upload_started,
     uploads_started,
 )
@@ -284,3 +286,54 @@ async def test_an_upload_in_progress_is_remembered_only_by_the_lease_holder(core
         core, message_id=message.id, worker_id="w1", upload_id="FUP3"
     )
     assert await uploads_started(core, message_id=message.id) == ["FUP1", "FUP3"]
+
+
+async def claim_until(core, worker_id: str, message_id: int) -> None:
+    """Claim for `worker_id` until `message_id` is among the claimed, delivering what comes
+    before it in its thread."""
+    for _ in range(10):
+        claimed = {m.id for m in await claim_batch(core, worker_id=worker_id)}
+        if message_id in claimed:
+            return
+        for other in claimed:
+            await mark_delivered(core, message_id=other, worker_id=worker_id)
+    raise AssertionError(f"outbox message {message_id} was never claimed")
+
+
+async def test_a_delivered_copy_is_remembered_for_the_replys_deletion(core):
+    cast = await make_cast(core)
+    ticket = await make_ticket(core, cast.alice)
+    view = await add_reply(
+        core,
+        actor_id=cast.alice.id,
+        ticket=ticket.number,
+        body="x",
+        internal=False,
+        origin=ChatOrigin(Audience.CUSTOMER, "D1", "1.1"),
+        files=[SCREENSHOT, LOG],
+    )
+    first, second = [r for r in await outbox_rows(core, ticket.id) if r.kind == "thread_file_copy"]
+    shot, log = view.attachments
+    await claim_until(core, "w1", first.id)
+
+    async def record(row, attachment, copy_id, worker_id="w1"):
+        return await record_copy_delivered(
+            core,
+            message_id=row.id,
+            worker_id=worker_id,
+            result={"file": copy_id},
+            attachment_id=attachment.id,
+            audience=Audience.STAFF,
+            copy_id=copy_id,
+        )
+
+    assert not await record(first, shot, "FCOPY1", worker_id="someone else")  # not theirs
+    assert await copies_of_reply(core, reply_id=view.id, audience=Audience.STAFF) == []
+    assert await record(first, shot, "FCOPY1")
+    await claim_until(core, "w1", second.id)
+    assert await record(second, log, "FCOPY2")
+    rows = {r.id: r for r in await outbox_rows(core, ticket.id)}
+    assert rows[first.id].delivered_at is not None and rows[first.id].result == {"file": "FCOPY1"}
+    staff = await copies_of_reply(core, reply_id=view.id, audience=Audience.STAFF)
+    assert staff == ["FCOPY1", "FCOPY2"]
+    assert await copies_of_reply(core, reply_id=view.id, audience=Audience.CUSTOMER) == []
