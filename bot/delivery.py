@@ -464,7 +464,10 @@ class OutboxWorker:
                 await self._ignore_missing(
                     self.client.chat_delete(channel=link.channel_id, ts=link.ts)
                 )
-            return Delivered({"deleted": len(links)})
+            from bot import file_relay  # (it builds on this module)
+
+            files = await file_relay.delete_copies(self, reply_id=reply_id, audience=audience)
+            return Delivered({"deleted": len(links), "files_deleted": files})
         reply = await replies.reply_for_audience(self.core, reply_id=reply_id, audience=audience)
         if reply is None:
             return Delivered({"skipped": "reply not visible"})

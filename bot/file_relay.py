@@ -9,8 +9,9 @@ withholds, becomes a note with its name (and size) instead.
 Never twice: the id of the file an attempt uploads is stored on the outbox row before the
 upload is completed. A later attempt (after a crash or a time-out that hid whether Slack
 completed it) asks `files.info` whether that file is already shared in the thread and, if so,
-records it instead of uploading again. Notes are posted with the outbox id in their metadata,
-so the worker's usual check finds them."""
+records it instead of uploading again. The copy is remembered with the delivered mark, so
+that deleting the reply deletes the copied file too. Notes are posted with the outbox id in
+their metadata, so the worker's usual check finds them."""
 
 from __future__ import annotations
 
@@ -78,12 +79,13 @@ async def copy_file(worker: OutboxWorker, message: ClaimedMessage) -> Delivered:
         shared = await _shared_in(worker, upload_id, thread)
         if shared is not None:
             log.info("file was already copied", extra={"outbox_id": message.id})
-            return Delivered({"file": upload_id, "ts": shared.ts, "uploads_started": started})
+            result = {"file": upload_id, "ts": shared.ts, "uploads_started": started}
+            return await _record_copy(worker, message, found, audience, upload_id, result)
 
     limit = worker.settings.file_max_bytes
     fetched = await _fetch(worker, found, limit)
     if isinstance(fetched, bytes):
-        return await _upload(worker, message, found, fetched, thread, started)
+        return await _upload(worker, message, found, audience, fetched, thread, started)
     if isinstance(fetched, TooLarge):
         text, blocks = file_blocks.too_large_notice(
             _with_size(found, fetched.size), author=found.author_name, limit=limit
@@ -201,6 +203,7 @@ async def _upload(
     worker: OutboxWorker,
     message: ClaimedMessage,
     found: AttachmentDelivery,
+    audience: Audience,
     content: bytes,
     thread: ChatRef,
     started: list[str],
@@ -242,12 +245,47 @@ async def _upload(
     finally:
         if own:
             await session.close()
-    completed = await worker.client.files_completeUploadExternal(
+    await worker.client.files_completeUploadExternal(
         files=[{"id": upload_id, "title": attachment.title or attachment.name}],
         channel_id=thread.channel_id,
         thread_ts=thread.ts,
     )
     log.info("file copied", extra={"outbox_id": message.id, "file": upload_id})
-    return Delivered(
-        {"file": upload_id, "uploads_started": started, "ok": bool(completed.get("ok"))}
+    result = {"file": upload_id, "uploads_started": started}
+    return await _record_copy(worker, message, found, audience, upload_id, result)
+
+
+async def _record_copy(
+    worker: OutboxWorker,
+    message: ClaimedMessage,
+    found: AttachmentDelivery,
+    audience: Audience,
+    copy_id: str,
+    result: dict[str, Any],
+) -> Delivered:
+    """Delivered, with the copy remembered for the reply's deletion (one transaction)."""
+    recorded = await attachments.record_copy_delivered(
+        worker.core,
+        message_id=message.id,
+        worker_id=worker.worker_id,
+        result=result,
+        attachment_id=found.attachment.id,
+        audience=audience,
+        copy_id=copy_id,
     )
+    return Delivered(result if recorded else {"lease_lost": True}, recorded=True)
+
+
+async def delete_copies(worker: OutboxWorker, *, reply_id: int, audience: Audience) -> int:
+    """Take back the files copied from a deleted reply for `audience`; returns how many."""
+    deleted = 0
+    for copy_id in await attachments.copies_of_reply(
+        worker.core, reply_id=reply_id, audience=audience
+    ):
+        try:
+            await worker.client.files_delete(file=copy_id)
+        except SlackApiError as error:
+            if slack_error_code(error) not in ("file_not_found", "file_deleted"):
+                raise
+        deleted += 1
+    return deleted

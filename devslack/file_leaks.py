@@ -54,7 +54,7 @@ async def internal_files(
             if message.bot_id or not message.user or message.thread_ts != ts or message.ts == ts:
                 continue
             if not public_marker.match(message.text or ""):
-                found.extend(fake.files_in(message))
+                found.extend(fake.files_ever_in(message))
     found.extend(file for source in stored if (file := fake.known_file(source)) is not None)
     internal: dict[str, str] = {}
     for file in found:
@@ -75,7 +75,7 @@ async def internal_file_leaks(
         digest
         for message in fake.messages(include_deleted=True)
         if message.user in customers and not message.bot_id
-        for file in fake.files_in(message)
+        for file in fake.files_ever_in(message)
         if (digest := _digest(file)) is not None
     }
     audiences = {f"customer {u}": fake.visible_to(u) for u in customers}
@@ -88,7 +88,7 @@ async def internal_file_leaks(
             if not isinstance(message, StoredMessage) or (message.channel, message.ts) in seen:
                 continue
             seen.add((message.channel, message.ts))
-            for file in fake.files_in(message):
+            for file in fake.files_ever_in(message):
                 digest = _digest(file)
                 if digest in internal and digest not in own:
                     leaks.append((internal[digest], f"{where}: file in {message.channel}"))

@@ -112,6 +112,8 @@ class FilesMethods(FakeSlackBase):
 
     _files: dict[str, FakeFile]
     _upload_keys: dict[str, str]
+    # (channel, ts) -> every file the message ever showed (a deleted file stays counted seen)
+    _shown: dict[tuple[str, str], list[str]]
     # The bot token's file scopes (a test removes one to see the bot cope with missing_scope).
     file_scopes: set[str]
 
@@ -119,12 +121,14 @@ class FilesMethods(FakeSlackBase):
         """State and method handlers; called once by FakeSlack.__init__."""
         self._files = {}
         self._upload_keys = {}
+        self._shown = {}
         self.file_scopes = set(FILE_SCOPES)
         self._handlers.update(
             {
                 "files.info": self._files_info,
                 "files.getUploadURLExternal": self._files_get_upload_url_external,
                 "files.completeUploadExternal": self._files_complete_upload_external,
+                "files.delete": self._files_delete,
             }
         )
 
@@ -182,6 +186,10 @@ class FilesMethods(FakeSlackBase):
         """The files a message shows (those the workspace knows)."""
         return [self._files[f["id"]] for f in message.files if f.get("id") in self._files]
 
+    def files_ever_in(self, message: StoredMessage) -> list[FakeFile]:
+        """Every file the message ever showed, deleted ones included: what people saw."""
+        return [self._files[i] for i in self._shown.get((message.channel, message.ts), [])]
+
     def withhold_file(self, file_id: str, access: Access = "access_denied") -> None:
         """Slack stops letting the app have the file (Slack Connect policy, plan limit)."""
         self._files[file_id].access = access
@@ -224,6 +232,7 @@ class FilesMethods(FakeSlackBase):
             file.shares.setdefault(message.channel, []).append(
                 {"ts": message.ts, "thread_ts": message.thread_ts or message.ts}
             )
+            self._shown.setdefault((message.channel, message.ts), []).append(file.id)
         message.files = [
             file.to_api(self.root_url, public_channels=self._public()) for file in files
         ]
@@ -319,6 +328,29 @@ class FilesMethods(FakeSlackBase):
             if not channel_param
             else {}
         )
+
+    async def _files_delete(self, params: JSONDict) -> JSONDict:
+        """files.delete: the bot deletes a file it uploaded. The messages that showed it show
+        it no more; one that carried nothing else is gone (it was seen all the same)."""
+        self._need_scope("files:write")
+        file = self._files.get(str(params.get("file") or ""))
+        if file is None or not file.uploaded:
+            raise SlackApiFailure("file_not_found")
+        if file.deleted:
+            raise SlackApiFailure("file_deleted")
+        if file.user != self.bot_user_id:
+            raise SlackApiFailure("cant_delete_file")
+        file.deleted = True
+        for channel, places in file.shares.items():
+            for place in places:
+                message = self._find_message(channel, str(place["ts"]))
+                if message is None:
+                    continue
+                message.files = [f for f in message.files if f.get("id") != file.id]
+                if not message.files and not message.text and not message.blocks:
+                    message.deleted = True
+                self._touch(message)
+        return {}
 
     # ----------------------------------------------------------------- HTTP routes
 

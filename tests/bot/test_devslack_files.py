@@ -130,3 +130,20 @@ async def test_withheld_and_deleted_files_are_not_handed_out(fake, client):
         await client.files_info(file=gone)
     assert refused.value.response["error"] == "file_deleted"
     assert (await get(url, fake.bot_token))[0] == 404
+
+
+async def test_the_bot_deletes_only_its_own_files_and_their_messages_go(fake, client):
+    theirs = fake.share_files(CHANNEL, MEMBER, [SharedFile("theirs.txt", b"t" * 10)])
+    with pytest.raises(SlackApiError) as refused:
+        await client.files_delete(file=theirs.files[0]["id"])
+    assert refused.value.response["error"] == "cant_delete_file"
+    root = fake.post_as_user(CHANNEL, MEMBER, "thread")
+    await client.files_upload_v2(
+        content=b"ours", filename="ours.txt", channel=CHANNEL, thread_ts=root.ts
+    )
+    [ours] = [m for m in fake.replies(CHANNEL, root.ts) if m.files]
+    [file] = fake.files_in(ours)
+    url = file.to_api(fake.root_url)["url_private"]
+    await client.files_delete(file=file.id)
+    assert ours.deleted and fake.files_in(ours) == [] and fake.files_ever_in(ours) == [file]
+    assert (await get(url, fake.bot_token))[0] == 404

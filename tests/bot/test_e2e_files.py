@@ -19,7 +19,7 @@ from devslack.methods.files import SharedFile
 from devslack.requests import SlackRequest, event_callback_body
 from devslack.server import StoredMessage
 from devslack.stage import AGENT, CUSTOMER, STAFF_CHANNEL, Person, Stage
-from tests.bot.e2e_support import Opened, detail, open_ticket
+from tests.bot.e2e_support import Opened, deleted, detail, open_ticket
 from tests.conftest import settings_for, truncate_all
 from tests.factories import outbox_rows
 
@@ -301,9 +301,9 @@ async def test_a_file_name_is_escaped_like_any_user_text(stage):
 # -------------------------------------------------------------------------------- delivery
 
 
-class SimulatedCrash(Exception):
+class SimulatedCrash(BaseException):
     """The process dies right after Slack completed the upload, before the outbox row is
-    marked delivered."""
+    marked delivered (a BaseException: nothing in the worker handles it, as with SIGKILL)."""
 
 
 async def test_a_crash_between_the_upload_and_the_delivered_mark_does_not_post_twice(
@@ -311,20 +311,18 @@ async def test_a_crash_between_the_upload_and_the_delivered_mark_does_not_post_t
 ):
     opened = await open_ticket(stage)
     shot = content()
-    from core import outbox
+    from core import attachments
 
-    real_mark = outbox.mark_delivered
+    real_mark = attachments.record_copy_delivered
     crashes = []
 
-    async def crash_after_upload(core, *, message_id, worker_id, result=None, **kwargs):
-        if result and "file" in result and not crashes:
+    async def crash_after_upload(core, *, message_id, **kwargs):
+        if not crashes:
             crashes.append(message_id)
             raise SimulatedCrash
-        return await real_mark(
-            core, message_id=message_id, worker_id=worker_id, result=result, **kwargs
-        )
+        return await real_mark(core, message_id=message_id, **kwargs)
 
-    monkeypatch.setattr(outbox, "mark_delivered", crash_after_upload)
+    monkeypatch.setattr(attachments, "record_copy_delivered", crash_after_upload)
     await stage.send(
         shares(
             stage,
@@ -421,3 +419,44 @@ async def test_ticket_show_lists_attachments_and_hides_a_notes_from_the_customer
     customer = await show(stage, CUSTOMER, opened.number, opened.dm)
     assert "customer-shot.png" in customer
     assert "internal-trace.log" not in customer
+
+
+# -------------------------------------------------------------------------------- deletion
+
+
+async def test_deleting_a_customers_message_takes_its_copied_file_back(stage):
+    opened = await open_ticket(stage)
+    request = shares(
+        stage,
+        CUSTOMER,
+        opened.dm,
+        [SharedFile("password.png", content())],
+        text="oops, my password",
+        thread_ts=opened.confirmation.ts,
+    )
+    await stage.act(request)
+    [copy] = [m for m in bot_messages(stage, STAFF_CHANNEL, opened.card.ts) if m.files]
+    [copied] = stage.fake.files_in(copy)
+    original = stage.fake.message(opened.dm, request.payload["event"]["ts"])
+    await stage.act(deleted(stage, original))
+    assert stage.fake.file(copied.id).deleted
+    assert stage.fake.message(STAFF_CHANNEL, copy.ts).deleted
+    assert copied_files(stage, STAFF_CHANNEL, opened.card.ts) == []
+    assert [c.params["file"] for c in stage.fake.calls_to("files.delete") if c.ok] == [copied.id]
+
+
+async def test_deleting_a_public_staff_reply_takes_the_customers_copy_back(stage):
+    opened = await open_ticket(stage)
+    request = shares(
+        stage,
+        AGENT,
+        STAFF_CHANNEL,
+        [SharedFile("wrong-customer.pdf", content())],
+        text="!reply Your invoice",
+        thread_ts=opened.card.ts,
+    )
+    await stage.act(request)
+    assert len(copied_files(stage, opened.dm, opened.confirmation.ts)) == 1
+    original = stage.fake.message(STAFF_CHANNEL, request.payload["event"]["ts"])
+    await stage.act(deleted(stage, original))
+    assert copied_files(stage, opened.dm, opened.confirmation.ts) == []

@@ -110,3 +110,8 @@ async def test_a_notes_file_in_a_customers_thread_is_a_leak_whatever_its_name(un
     leaks = await scan_for_leaks(stage.runtime.core, stage.fake)
     assert [leak.note for leak in leaks] == ["file trace.log"]
     assert CUSTOMER.user_id in leaks[0].where
+    # Deleting it afterwards does not undo that the customer saw it.
+    [planted] = [m for m in stage.fake.messages(opened.dm, opened.confirmation.ts) if m.files]
+    await client.files_delete(file=planted.files[0]["id"])
+    assert stage.fake.message(opened.dm, planted.ts).deleted
+    assert len(await scan_for_leaks(stage.runtime.core, stage.fake)) == 1
