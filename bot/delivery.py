@@ -290,6 +290,7 @@ class OutboxWorker:
             OutboxKind.STAFF_THREAD_POST: self._thread_post,
             OutboxKind.CUSTOMER_THREAD_CREATE: self._customer_thread_create,
             OutboxKind.CUSTOMER_THREAD_POST: self._thread_post,
+            OutboxKind.THREAD_FILE_COPY: self._file_copy,
             OutboxKind.REPLY_COPIES_UPDATE: self._reply_copies,
             OutboxKind.REPLY_COPIES_DELETE: self._reply_copies,
             OutboxKind.MANAGER_ALERT: self._manager_alert,
@@ -435,6 +436,11 @@ class OutboxWorker:
             return Delivered({"ts": ref.ts})
         raise PermanentFailure(f"unknown thread event {payload.get('event')!r}")
 
+    async def _file_copy(self, message: ClaimedMessage) -> Delivered:
+        from bot import file_relay  # (it builds on this module)
+
+        return await file_relay.copy_file(self, message)
+
     async def _reply_copies(self, message: ClaimedMessage) -> Delivered:
         audience = Audience(message.payload["audience"])
         reply_id = int(message.payload["reply_id"])
@@ -458,7 +464,10 @@ class OutboxWorker:
                 await self._ignore_missing(
                     self.client.chat_delete(channel=link.channel_id, ts=link.ts)
                 )
-            return Delivered({"deleted": len(links)})
+            from bot import file_relay  # (it builds on this module)
+
+            files = await file_relay.delete_copies(self, reply_id=reply_id, audience=audience)
+            return Delivered({"deleted": len(links), "files_deleted": files})
         reply = await replies.reply_for_audience(self.core, reply_id=reply_id, audience=audience)
         if reply is None:
             return Delivered({"skipped": "reply not visible"})

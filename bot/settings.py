@@ -49,6 +49,12 @@ class BotSettings(CoreSettings):
         10, gt=0, description="time-out of each Slack Web API call"
     )
     identity_cache_seconds: float = Field(60, ge=0)
+    file_max_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1,
+        description="largest file copied between a customer's and the staff thread; a larger "
+        "one is announced by name and size instead",
+    )
     staff_channel_recheck_seconds: float = Field(
         60,
         gt=0,

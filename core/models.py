@@ -213,6 +213,39 @@ class ReplyEdit(Base):
     edited_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
 
 
+class ReplyAttachment(Base):
+    """A file shared with a reply, as the chat platform described it; the bytes stay there.
+
+    `source_id` is the platform's id of the file the person shared (opaque to the desk)."""
+
+    __tablename__ = "reply_attachments"
+    __table_args__ = (UniqueConstraint("reply_id", "position", name="uq_reply_attachments_reply"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    reply_id: Mapped[int] = mapped_column(ForeignKey("replies.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    source_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str | None] = mapped_column(String(255))
+    mimetype: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+
+class AttachmentCopy(Base):
+    """Where a reply's file was copied for an audience: the chat platform's id of the copy, so
+    that deleting the reply takes the copy back too."""
+
+    __tablename__ = "attachment_copies"
+
+    attachment_id: Mapped[int] = mapped_column(
+        ForeignKey("reply_attachments.id", ondelete="CASCADE"), primary_key=True
+    )
+    audience: Mapped[str] = mapped_column(String(16), primary_key=True)
+    copy_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
 class StatusChange(Base):
     __tablename__ = "status_history"
 

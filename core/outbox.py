@@ -29,6 +29,8 @@ class OutboxKind(StrEnum):
     STAFF_THREAD_POST = "staff_thread_post"
     CUSTOMER_THREAD_CREATE = "customer_thread_create"
     CUSTOMER_THREAD_POST = "customer_thread_post"
+    # One file of a reply copied into the other side's thread, after the reply's text.
+    THREAD_FILE_COPY = "thread_file_copy"
     REPLY_COPIES_UPDATE = "reply_copies_update"
     REPLY_COPIES_DELETE = "reply_copies_delete"
     MANAGER_ALERT = "manager_alert"

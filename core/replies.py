@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,12 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, outbox, ratelimit, repository, sla
+from core import attachments, audit, outbox, ratelimit, repository, sla
 from core.access import Actor, TicketRef, denied, load_actor, load_ticket
+from core.attachments import AttachmentInput
 from core.context import Core
 from core.enums import Audience, Role, Status
-from core.errors import Conflict, EditWindowExpired, NotFound, TicketClosed
-from core.models import ChatMessage, Reply, ReplyEdit, Ticket
+from core.errors import Conflict, EditWindowExpired, NotFound, TicketClosed, ValidationFailed
+from core.models import ChatMessage, Reply, ReplyAttachment, ReplyEdit, Ticket
 from core.outbox import OutboxKind
 from core.results import ReplyDraft, ReplyView, TicketView
 from core.tickets import apply_status, clean_idempotency_key
@@ -67,10 +69,13 @@ async def add_reply(
     internal: bool,
     origin: ChatOrigin | None = None,
     idempotency_key: str | None = None,
+    files: Sequence[AttachmentInput] = (),
 ) -> ReplyView:
     """Add a public reply or (staff only) an internal note; a repeated key returns the first
-    (and is not counted again against the actor's message limit)."""
-    text = clean_text(body, field="message", max_length=BODY_MAX, required=True)
+    (and is not counted again against the actor's message limit). `files` shared with it are
+    recorded, and copied wherever the reply is relayed; with files the text may be empty."""
+    files = attachments.clean_attachments(files)
+    text = clean_text(body, field="message", max_length=BODY_MAX, required=not files)
     idempotency_key = clean_idempotency_key(idempotency_key)
     try:
         async with core.db.transaction() as session:
@@ -82,7 +87,9 @@ async def add_reply(
                 )
                 if existing is not None:
                     return await _replayed(session, actor, row, existing)
-            return await _add(core, session, actor, row, text, internal, origin, idempotency_key)
+            return await _add(
+                core, session, actor, row, text, internal, origin, idempotency_key, files
+            )
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -121,6 +128,7 @@ async def _add(
     internal: bool,
     origin: ChatOrigin | None,
     idempotency_key: str | None,
+    files: Sequence[AttachmentInput] = (),
 ) -> ReplyView:
     if internal and not actor.is_staff:
         raise denied(actor, "reply.internal", "Only support staff can write internal notes.")
@@ -150,6 +158,9 @@ async def _add(
                 channel_id=origin.channel_id, ts=origin.ts, reply_id=reply.id, is_copy=False
             )
         )
+    copies = attachments.record(session, reply=reply, items=files, now=now)
+    if copies:
+        await session.flush()
     card_changed = False
     is_customer = actor.id == row.customer_id
     if not internal and not is_customer and actor.is_staff and row.first_response_at is None:
@@ -165,6 +176,7 @@ async def _add(
         ticket_id=row.id,
         now=now,
         reply_id=reply.id,
+        **({"attachments": attachments.audit_details(files)} if files else {}),
     )
     for audience, kind in _relay_targets(internal, origin):
         outbox.enqueue(
@@ -176,6 +188,17 @@ async def _add(
             event="reply",
             reply_id=reply.id,
         )
+        # Each file after the text, in the same thread: in order, and only where it may go.
+        for copy in copies:
+            outbox.enqueue(
+                session,
+                kind=OutboxKind.THREAD_FILE_COPY,
+                ticket_id=row.id,
+                key=outbox.thread_key(audience, row.id),
+                now=now,
+                attachment_id=copy.id,
+                audience=audience.value,
+            )
     if is_customer and row.status in (Status.RESOLVED.value, Status.WAITING_ON_CUSTOMER.value):
         # The customer answered: the ticket needs staff attention again.
         await apply_status(
@@ -209,13 +232,18 @@ async def edit_reply(core: Core, *, actor_id: int, reply_id: int, body: str) -> 
     """The author changes a reply's text within the edit window; the old text is kept.
 
     An edit cannot turn a note public or a reply internal: the flag is not an input. An edit
-    that changes the text counts against the actor's message limit (see _count_message)."""
-    text = clean_text(body, field="message", max_length=BODY_MAX, required=True)
+    that changes the text counts against the actor's message limit (see _count_message). The
+    text of a message that carries files may become empty."""
+    text = clean_text(body, field="message", max_length=BODY_MAX, required=False)
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
         reply, row = await _load_reply(session, actor, reply_id)
         if reply.author_id != actor.id:
             raise denied(actor, "reply.edit", "Only the author can edit a message.")
+        if not text and not await session.scalar(
+            select(ReplyAttachment.id).where(ReplyAttachment.reply_id == reply.id).limit(1)
+        ):
+            raise ValidationFailed("Message must not be empty.", field="message")
         if row.status == Status.CLOSED.value:
             raise TicketClosed(f"Ticket #{row.number} is closed; its messages can't be edited.")
         now = core.clock.now()

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import attachments
 from core.enums import Priority, Role, Status
 from core.models import Category, Reply, StatusChange, Ticket, TicketCounter, User
 from core.results import ReplyView, StatusChangeView, TicketView, UserView
@@ -91,6 +92,7 @@ async def ticket_view(session: AsyncSession, ticket: Ticket) -> TicketView:
 
 async def reply_views(session: AsyncSession, replies: Sequence[Reply]) -> list[ReplyView]:
     users = await users_by_id(session, [r.author_id for r in replies])
+    files = await attachments.views_by_reply(session, [r.id for r in replies])
     return [
         ReplyView(
             id=r.id,
@@ -100,6 +102,7 @@ async def reply_views(session: AsyncSession, replies: Sequence[Reply]) -> list[R
             is_internal=r.is_internal,
             created_at=r.created_at,
             edited_at=r.edited_at,
+            attachments=files.get(r.id, ()),
         )
         for r in replies
     ]

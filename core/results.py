@@ -51,6 +51,20 @@ class TicketView:
 
 
 @dataclass(frozen=True)
+class AttachmentView:
+    """A file shared with a reply, as described when it was shared (the bytes stay in chat)."""
+
+    id: int
+    reply_id: int
+    position: int
+    source_id: str
+    name: str
+    title: str | None
+    mimetype: str | None
+    size: int | None
+
+
+@dataclass(frozen=True)
 class ReplyView:
     id: int
     ticket_id: uuid.UUID
@@ -59,6 +73,7 @@ class ReplyView:
     is_internal: bool
     created_at: datetime
     edited_at: datetime | None
+    attachments: tuple[AttachmentView, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@
    ticket's title or description only while they may see that ticket. Someone demoted,
    deactivated or moved away from a company is judged from the moment they lost the right
    (with a second of slack, as the stand-in's message times run slightly ahead of the clock).
+3. Files: no file staff shared as internal may reach a customer (devslack/file_leaks.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from core.access import actor_of
 from core.context import Core
 from core.enums import Audience, Role
 from core.models import AuditEntry, ChatThread, Reply, ReplyEdit, Ticket, User
+from devslack.file_leaks import internal_file_leaks
 from devslack.server import FakeSlack, FakeView, VisibleItem
 
 # Shorter texts ("ok", "thanks") say nothing and would match by chance.
@@ -97,8 +99,13 @@ async def customer_ids(core: Core, fake: FakeSlack) -> set[str]:
 
 
 async def scan_for_leaks(core: Core, fake: FakeSlack) -> list[Leak]:
-    """Every place a note's text, or a ticket's, reached someone who must not see it."""
-    return await _note_leaks(core, fake) + await _ticket_data_leaks(core, fake)
+    """Every place a note's text or file, or a ticket's text, reached someone who must not
+    see it."""
+    files = await internal_file_leaks(
+        core, fake, customers=await customer_ids(core, fake), public_marker=_PUBLIC_MARKER
+    )
+    files_leaked = [Leak(note=f"file {name}", where=where) for name, where in files]
+    return await _note_leaks(core, fake) + await _ticket_data_leaks(core, fake) + files_leaked
 
 
 async def _note_leaks(core: Core, fake: FakeSlack) -> list[Leak]:

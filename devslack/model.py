@@ -213,6 +213,8 @@ class StoredMessage:
     created_seq: int = 0
     # System messages (channel_convert_to_public, ...) carry their subtype.
     subtype: str | None = None
+    # Files shared with the message, as Slack described them when it was posted.
+    files: list[JSONDict] = field(default_factory=list)
 
     @property
     def is_reply(self) -> bool:
@@ -236,6 +238,9 @@ class StoredMessage:
             msg["blocks"] = copy.deepcopy(self.blocks)
         if self.attachments:
             msg["attachments"] = copy.deepcopy(self.attachments)
+        if self.files:
+            msg["files"] = copy.deepcopy(self.files)
+            msg["upload"] = True
         if self.thread_ts is not None:
             msg["thread_ts"] = self.thread_ts
         if self.subtype is not None:

@@ -28,6 +28,7 @@ from devslack.methods.apps import AppsMethods
 from devslack.methods.auth import AuthMethods
 from devslack.methods.chat import ChatMethods
 from devslack.methods.conversations import ConversationsMethods
+from devslack.methods.files import FilesMethods
 from devslack.methods.reactions import ReactionsMethods
 from devslack.methods.users import UsersMethods
 from devslack.methods.views import ViewsMethods
@@ -96,6 +97,7 @@ class FakeSlack(
     ChatMethods,
     ReactionsMethods,
     ViewsMethods,
+    FilesMethods,
     ResponseUrls,
     Inspection,
     Visibility,
@@ -172,6 +174,7 @@ class FakeSlack(
             "views.publish": self._views_publish,
             "apps.connections.open": self._apps_connections_open,
         }
+        self._setup_files()
         # Socket Mode: the app-level token, and the envelopes the bot acknowledged.
         self.app_token = "xapp-1-fake-app-token"
         self.socket_acks: list[JSONDict] = []
@@ -185,10 +188,11 @@ class FakeSlack(
         """Start serving; return the Web API base URL (http://127.0.0.1:PORT/api/)."""
         if self._runner is not None:
             return self.api_url
-        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # file uploads up to 64 MB
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/hooks/response/{key}", self._handle_response_url)
         app.router.add_get("/socket", self._handle_socket)
+        self._add_file_routes(app)
         self._stopping = asyncio.Event()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
-from bot.blocks import labels
+from bot.blocks import files, labels
 from bot.blocks.cards import description_preview, sla_text, ticket_fields
 from bot.blocks.kit import (
     FALLBACK_TEXT,
@@ -154,6 +154,7 @@ def staff_relay(reply: ReplyView, ticket: TicketView) -> Message:
     elsewhere (notes marked ':lock: Internal note by X')."""
     headline = _reply_headline(reply, ticket) + _edited(reply)
     body = _quoted_body(reply.body, limit=RELAY_LIMIT, number=ticket.number)
+    body = files.with_files(body, reply)
     blocks = [section(f"{headline}\n{body}")]
     plain_headline = (
         "Internal note"
@@ -162,7 +163,7 @@ def staff_relay(reply: ReplyView, ticket: TicketView) -> Message:
     )
     text = (
         f"{plain_headline} by {labels.name(reply.author)} on #{ticket.number}: "
-        f"{escape(truncate(single_line(reply.body), NOTIFICATION_BODY))}"
+        f"{escape(truncate(single_line(reply.body or files.file_names(reply)), NOTIFICATION_BODY))}"
     )
     return _fallback(text), blocks
 
@@ -176,8 +177,10 @@ def customer_relay(reply: ReplyView, ticket: TicketView) -> Message:
     who = labels.name(reply.author)
     role = "" if _is_customer(reply, ticket) else " (support)"
     body = _quoted_body(reply.body, limit=RELAY_LIMIT, number=ticket.number)
+    body = files.with_files(body, reply)
     blocks = [section(f"*{who}*{role}:{_edited(reply)}\n{body}")]
-    text = f"{who}{role}: {escape(truncate(single_line(reply.body), NOTIFICATION_BODY))}"
+    said = reply.body or files.file_names(reply)
+    text = f"{who}{role}: {escape(truncate(single_line(said), NOTIFICATION_BODY))}"
     return _fallback(text), blocks
 
 
@@ -435,7 +438,7 @@ def _detail_reply(
             value=EditReplyPayload(reply_id=reply.id).dump(),
         )
     first = section(f"{headline}\n{chunks[0]}", accessory=edit)
-    return [first, *(section(chunk) for chunk in chunks[1:])]
+    return [first, *(section(chunk) for chunk in chunks[1:]), *files.file_blocks(reply)]
 
 
 def _history_line(detail: TicketDetail) -> str | None:

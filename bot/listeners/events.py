@@ -20,7 +20,9 @@ from bot.ids import NOTE_REACTION, REPLY_MARKER, REPLY_REACTION
 from bot.incoming import read_message, written_by_person
 from bot.listeners.registry import Registry
 from bot.runtime import Runtime
+from bot.shared_files import shared_files
 from core import chat, replies, tickets
+from core.attachments import AttachmentInput
 from core.enums import Audience
 from core.errors import DomainError, Unavailable
 from core.replies import ChatOrigin
@@ -150,10 +152,11 @@ async def _route_message(runtime: Runtime, event: dict[str, Any]) -> None:
         return
     actor = await runtime.identity.resolve(user_id)
     text = await read_message(runtime, event)
+    files = shared_files(event)
     if owner.audience is Audience.STAFF:
-        await _staff_thread_message(runtime, owner, actor, channel, ts, thread_ts, text)
+        await _staff_thread_message(runtime, owner, actor, channel, ts, thread_ts, text, files)
     else:
-        await _customer_thread_message(runtime, owner, actor, channel, ts, thread_ts, text)
+        await _customer_thread_message(runtime, owner, actor, channel, ts, thread_ts, text, files)
 
 
 async def _staff_thread_message(
@@ -164,6 +167,7 @@ async def _staff_thread_message(
     ts: str,
     thread_ts: str,
     text: str,
+    files: list[AttachmentInput],
 ) -> None:
     if channel != runtime.settings.staff_channel_id:
         return
@@ -178,6 +182,7 @@ async def _staff_thread_message(
             internal=not public,
             origin=ChatOrigin(Audience.STAFF, channel, ts),
             idempotency_key=f"message:{channel}:{ts}",
+            files=files,
         )
     except DomainError as error:
         place = _thread_place(Surface.STAFF_THREAD, owner, actor, channel, thread_ts)
@@ -197,6 +202,7 @@ async def _customer_thread_message(
     ts: str,
     thread_ts: str,
     text: str,
+    files: list[AttachmentInput],
 ) -> None:
     try:
         await replies.add_reply(
@@ -207,6 +213,7 @@ async def _customer_thread_message(
             internal=False,
             origin=ChatOrigin(Audience.CUSTOMER, channel, ts),
             idempotency_key=f"message:{channel}:{ts}",
+            files=files,
         )
     except DomainError as error:
         place = _thread_place(Surface.CUSTOMER_THREAD, owner, actor, channel, thread_ts)

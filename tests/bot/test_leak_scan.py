@@ -4,15 +4,19 @@ the moment it was shown. Each case plants the leak the scanner must find."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from core import admin, replies
 from core.clock import FrozenClock
 from core.context import Core
 from core.db import Database
 from devslack.leaks import scan_for_leaks
+from devslack.methods.files import SharedFile
+from devslack.requests import event_callback_body
 from devslack.stage import ADMIN, AGENT, CUSTOMER, CUSTOMER_2, STAFF_CHANNEL, Stage
 from tests.bot.e2e_support import open_ticket, user
 from tests.conftest import settings_for, truncate_all
@@ -83,3 +87,31 @@ async def test_ticket_data_in_a_dm_after_the_recipient_lost_the_right_is_a_leak(
     assert [leak.note for leak in leaks] == [description]
     assert opened.number  # (the ticket is Alice's; Bob never saw it)
     assert not [leak for leak in leaks if CUSTOMER_2.user_id in leak.where]
+
+
+async def test_a_notes_file_in_a_customers_thread_is_a_leak_whatever_its_name(unscanned):
+    stage = unscanned
+    opened = await open_ticket(stage)
+    secret = os.urandom(64)
+    note = stage.fake.share_files(
+        STAFF_CHANNEL,
+        AGENT.user_id,
+        [SharedFile("trace.log", secret)],
+        text="our side of it",
+        thread_ts=opened.card.ts,
+    )
+    await stage.act(event_callback_body(stage.fake.message_event(note)))
+    assert await scan_for_leaks(stage.runtime.core, stage.fake) == []
+    # Planted: the same bytes uploaded, under another name, into the customer's thread.
+    client = AsyncWebClient(token=stage.fake.bot_token, base_url=stage.fake.api_url)
+    await client.files_upload_v2(
+        content=secret, filename="renamed.bin", channel=opened.dm, thread_ts=opened.confirmation.ts
+    )
+    leaks = await scan_for_leaks(stage.runtime.core, stage.fake)
+    assert [leak.note for leak in leaks] == ["file trace.log"]
+    assert CUSTOMER.user_id in leaks[0].where
+    # Deleting it afterwards does not undo that the customer saw it.
+    [planted] = [m for m in stage.fake.messages(opened.dm, opened.confirmation.ts) if m.files]
+    await client.files_delete(file=planted.files[0]["id"])
+    assert stage.fake.message(opened.dm, planted.ts).deleted
+    assert len(await scan_for_leaks(stage.runtime.core, stage.fake)) == 1

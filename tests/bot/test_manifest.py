@@ -70,6 +70,8 @@ def test_manifest_has_the_scopes_the_code_needs():
         "users:read.email",
         "reactions:write",
         "groups:read",
+        "files:read",
+        "files:write",
     }
     for event in manifest["settings"]["event_subscriptions"]["bot_events"]:
         required |= EVENT_SCOPES.get(event, set())
