@@ -246,17 +246,17 @@ async def run_bot(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]
 
 
 def serve_env(api_url: str, database_url: str, **overrides: str) -> dict[str, str]:
-    return clean_env(
-        SLACK_BOT_TOKEN="xoxb-fake-bot-token",
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=api_url,
-        STAFF_CHANNEL_ID=STAFF,
-        MANAGER_CHANNEL_ID=MANAGERS,
-        DATABASE_URL=database_url,
-        PORT="0",
-        SLACK_START_ATTEMPTS="1",
-        **overrides,
-    )
+    values = {
+        "SLACK_BOT_TOKEN": "xoxb-fake-bot-token",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": api_url,
+        "STAFF_CHANNEL_ID": STAFF,
+        "MANAGER_CHANNEL_ID": MANAGERS,
+        "DATABASE_URL": database_url,
+        "PORT": "0",
+        "SLACK_START_ATTEMPTS": "1",
+    }
+    return clean_env(**{**values, **overrides})
 
 
 async def test_python_m_bot_serve_without_slack_ends_in_one_line_and_exit_code_2(
@@ -312,3 +312,18 @@ async def test_bolt_is_built_without_its_token_warning_and_the_environment_is_ke
             await server.core.close()
     assert not [r for r in caplog.records if "will be unused" in r.getMessage()]
     assert os.environ["SLACK_BOT_TOKEN"] == "xoxb-fake-bot-token"
+
+
+async def test_serve_refuses_a_signing_secret_that_cannot_be_real_before_anything_starts(
+    sqlite_url, tmp_path
+):
+    api_url = await free_port_url()
+    env = serve_env(api_url, sqlite_url, SLACK_SIGNING_SECRET="x")
+    code, output = await run_bot("serve", env=env, cwd=tmp_path)
+    assert code == 2, output
+    assert output.splitlines() == [
+        "Invalid configuration:",
+        "  SLACK_SIGNING_SECRET: too short to be a Slack signing secret (1 character; Slack's "
+        "have 32): copy it from Basic Information > App Credentials > Signing Secret",
+    ]
+    assert not (tmp_path / "ticketbot.db").exists()  # nothing was started or migrated
