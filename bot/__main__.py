@@ -85,9 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = args.command or "serve"
     if command == "migrate":
+        from bot.startup import database_problem
         from migrations import run_migrations
 
-        asyncio.run(run_migrations(settings.database_url))
+        try:
+            asyncio.run(run_migrations(settings.database_url))
+        except Exception as error:
+            problem = database_problem(settings.database_url, error)
+            if problem is None:
+                raise
+            print(f"migrate: {problem}", file=sys.stderr)
+            return 2
         print("database is up to date")
         return 0
     if command == "scheduler":
@@ -104,7 +112,16 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 await core.close()
 
-        asyncio.run(scheduler_only())
+        try:
+            asyncio.run(scheduler_only())
+        except Exception as error:
+            from bot.startup import database_problem
+
+            problem = database_problem(settings.database_url, error)
+            if problem is None:
+                raise
+            print(f"scheduler did not start: {problem}", file=sys.stderr)
+            return 2
         return 0
     if command == "roles":
         from bot.cli import roles_command

@@ -27,19 +27,26 @@ def explain(server: BotServer, error: BaseException) -> str:
 
     if isinstance(error, StartupError):
         return str(error)
-    settings = server.settings
-    if isinstance(error, SQLAlchemyError | OSError | TimeoutError):
-        where = make_url(settings.database_url).render_as_string(hide_password=True)
-        reason = _first_line(error)
-        detail = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
-        return (
-            f"cannot use the database at {where} (DATABASE_URL): {detail}. Check that it runs "
-            "and accepts this user, then try again (`python -m bot check` tells more)"
-        )
+    problem = database_problem(server.settings.database_url, error)
+    if problem is not None:
+        return problem
     reason = _first_line(error)
     return (
         f"unexpected {type(error).__name__}{': ' + reason if reason else ''} "
         "(run with LOG_LEVEL=DEBUG for the traceback, and please report it)"
+    )
+
+
+def database_problem(database_url: str, error: BaseException) -> str | None:
+    """One line for a database that cannot be reached or used; None for other errors."""
+    if not isinstance(error, SQLAlchemyError | OSError | TimeoutError):
+        return None
+    where = make_url(database_url).render_as_string(hide_password=True)
+    reason = _first_line(error)
+    detail = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+    return (
+        f"cannot use the database at {where} (DATABASE_URL): {detail}. Check that it runs "
+        "and accepts this user, then try again (`python -m bot check` tells more)"
     )
 
 

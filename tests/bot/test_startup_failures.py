@@ -327,3 +327,23 @@ async def test_serve_refuses_a_signing_secret_that_cannot_be_real_before_anythin
         "have 32): copy it from Basic Information > App Credentials > Signing Secret",
     ]
     assert not (tmp_path / "ticketbot.db").exists()  # nothing was started or migrated
+
+
+@pytest.mark.parametrize(
+    ("command", "prefix"), [("migrate", "migrate: "), ("scheduler", "scheduler did not start: ")]
+)
+async def test_migrate_and_scheduler_with_an_unreachable_database_end_in_one_line(
+    command, prefix, tmp_path
+):
+    env = clean_env(DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    code, output = await run_bot(command, env=env, cwd=tmp_path)
+    assert code == 2, output
+    assert "Traceback" not in output
+    assert (
+        output.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"{prefix}cannot use the database at postgresql+asyncpg://postgres@127.0.0.1:1/nowhere "
+            "(DATABASE_URL): "
+        )
+    )
