@@ -1,11 +1,12 @@
 # ticketbot container image.
 #
-# Stage 1 installs the project with its own pyproject.toml into a virtualenv, exactly as the
-# README's install does (pip install of the checkout); stage 2 copies that virtualenv into a
-# clean slim image and runs it as an unprivileged user. The entry script applies database
-# migrations (serialised by a PostgreSQL advisory lock, so replicas may start together) and then
-# serves. The default DATABASE_URL is SQLite in /app/data (one replica, mount a volume there);
-# set DATABASE_URL to PostgreSQL for production and for several replicas.
+# Stage 1 installs the locked dependencies (requirements.lock: pinned, hash-checked) into a
+# virtualenv in a layer of their own, rebuilt only when the lock changes, then the project itself
+# without dependencies; stage 2 copies that virtualenv into a clean slim image and runs it as an
+# unprivileged user. `serve` applies the database migrations at start (serialised by a
+# PostgreSQL advisory lock, so replicas may start together). The default DATABASE_URL is SQLite
+# in /app/data (one replica, mount a volume there); set DATABASE_URL to PostgreSQL for
+# production and for several replicas.
 # Build: docker build -t ticketbot .   Run: see "Deployment" in README.md.
 
 FROM python:3.11-slim AS builder
@@ -15,12 +16,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+COPY requirements.lock ./
+RUN pip install --upgrade pip \
+    && pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY core ./core
 COPY bot ./bot
 COPY migrations ./migrations
-RUN pip install --upgrade pip \
-    && pip install .
+RUN pip install --no-deps . \
+    && pip check
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \

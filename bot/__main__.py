@@ -1,4 +1,4 @@
-"""`python -m bot`: serve (default), demo, migrate, scheduler, roles, check."""
+"""`python -m bot`: serve (default), demo, migrate, scheduler, roles, audit, check, help."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import sys
 
 from bot.logs import configure_logging
+from bot.operator_commands import add_audit_parser, check_with_invalid_settings, show_help
 from bot.settings import BotSettings, SettingsError, load_settings
 
 NO_CREDENTIALS = """\
@@ -19,9 +20,10 @@ ticketbot cannot serve Slack yet: these settings are missing: {missing}.
   MANAGER_CHANNEL_ID    the channel for SLA alerts (C...)
 
 Create the app from app_manifest.yml (see README.md), then export those variables or put them
-in a .env file. To see ticketbot work without any Slack workspace, run:
+in a .env file (.env.example lists every setting). To see ticketbot work without any Slack
+workspace, run from the repository:
 
-  python -m bot demo
+  ./scripts/run demo
 """
 
 
@@ -38,23 +40,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
     commands.add_parser("migrate", help="apply database migrations and exit")
-    commands.add_parser("scheduler", help="run only the SLA scheduler")
+    commands.add_parser(
+        "scheduler",
+        help="run only the scheduler: the SLA scan and housekeeping (pruning old delivery "
+        "claims, rate-limit counters and finished outbox messages)",
+    )
     commands.add_parser("check", help="validate configuration and reach Slack and the database")
+    help_command = commands.add_parser("help", help="show this help, or a command's")
+    help_command.add_argument("topic", nargs="?", help="a command, e.g. roles")
     roles = commands.add_parser("roles", help="list or set user roles")
     role_commands = roles.add_subparsers(dest="roles_command", required=True)
     role_commands.add_parser("list", help="list staff and their roles")
     role_set = role_commands.add_parser("set", help="set a user's role")
-    role_set.add_argument("slack_user_id")
+    role_set.add_argument(
+        "slack_user_id", help="a Slack user id (U0123ABCD) or a mention (<@U0123ABCD>)"
+    )
     role_set.add_argument("role", choices=["customer", "corporate", "agent", "manager", "admin"])
+    add_audit_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "help":
+        return show_help(parser, commands, args.topic)
+    if args.command == "demo":
+        return play_demo(quiet=args.quiet)
 
     try:
         settings = load_settings()
     except SettingsError as error:
         if args.command == "check":
-            for problem in error.problems:
-                print(f"FAIL {problem}")
-            return 1
+            return check_with_invalid_settings(error)
         print(error, file=sys.stderr)
         return 2
     configure_logging(
@@ -71,22 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     command = args.command or "serve"
-    if command == "demo":
-        try:
-            from devslack.demo import run_demo
-        except ModuleNotFoundError:
-            # The stand-in Slack ships with the source checkout, not with the package or image.
-            print(
-                "The demo needs a source checkout of ticketbot (its devslack/ folder): run "
-                "./scripts/run demo from the repository.",
-                file=sys.stderr,
-            )
-            return 2
-        return asyncio.run(run_demo(quiet=args.quiet))
     if command == "migrate":
+        from bot.startup import database_problem
         from migrations import run_migrations
 
-        asyncio.run(run_migrations(settings.database_url))
+        try:
+            asyncio.run(run_migrations(settings.database_url))
+        except Exception as error:
+            problem = database_problem(settings.database_url, error)
+            if problem is None:
+                raise
+            print(f"migrate: {problem}", file=sys.stderr)
+            return 2
         print("database is up to date")
         return 0
     if command == "scheduler":
@@ -103,7 +112,16 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 await core.close()
 
-        asyncio.run(scheduler_only())
+        try:
+            asyncio.run(scheduler_only())
+        except Exception as error:
+            from bot.startup import database_problem
+
+            problem = database_problem(settings.database_url, error)
+            if problem is None:
+                raise
+            print(f"scheduler did not start: {problem}", file=sys.stderr)
+            return 2
         return 0
     if command == "roles":
         from bot.cli import roles_command
@@ -113,7 +131,26 @@ def main(argv: list[str] | None = None) -> int:
         from bot.cli import check_command
 
         return asyncio.run(check_command(settings))
+    if command == "audit":
+        from bot.cli import audit_command
+
+        return asyncio.run(audit_command(settings, args))
     return serve(settings)
+
+
+def play_demo(*, quiet: bool) -> int:
+    """The demo needs no settings: it brings its own Slack and its own throwaway database."""
+    try:
+        from devslack.demo import run_demo
+    except ModuleNotFoundError:
+        # The stand-in Slack ships with the source checkout, not with the package or image.
+        print(
+            "The demo needs a source checkout of ticketbot (its devslack/ folder): run "
+            "./scripts/run demo from the repository.",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(run_demo(quiet=quiet))
 
 
 def serve(settings: BotSettings) -> int:
@@ -125,14 +162,11 @@ def serve(settings: BotSettings) -> int:
 
 
 async def _serve(settings: BotSettings) -> int:
-    from bot.app import BotServer, StartupError
+    from bot.app import BotServer
+    from bot.startup import start_or_explain
 
     server = BotServer(settings)
-    try:
-        await server.start()
-    except StartupError as error:
-        print(f"ticketbot did not start: {error}", file=sys.stderr)
-        await server.stop()
+    if not await start_or_explain(server):
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

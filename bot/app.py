@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,8 @@ from bot.request_shape import well_formed
 from bot.respond import ClientSessionView, PooledRespond
 from bot.runtime import Runtime, build_runtime
 from bot.settings import BotSettings
+from bot.slack_reach import SlackUnreachable, Sleep, ask_slack_patiently
+from bot.slack_reach import start_retry_delays as start_retry_delays_for
 from bot.staff_channel import StaffChannelGuard
 from core.clock import Clock
 from core.context import Core
@@ -59,14 +62,28 @@ class StartupError(Exception):
     """The bot must not start; the message says why in plain words."""
 
 
+@contextlib.contextmanager
+def _bolt_reads_no_token_from_the_environment() -> Iterator[None]:
+    """AsyncApp falls back to SLACK_BOT_TOKEN from the environment and then warns that it will
+    not use it, since the app is given its client (which holds the token of our settings,
+    perhaps read from .env). Hidden while the app is built, restored right after."""
+    token = os.environ.pop("SLACK_BOT_TOKEN", None)
+    try:
+        yield
+    finally:
+        if token is not None:
+            os.environ["SLACK_BOT_TOKEN"] = token
+
+
 def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Registry]:
     """A bolt AsyncApp with the actor middleware, every listener and the error handler."""
-    app = AsyncApp(
-        signing_secret=settings.signing_secret if settings.slack_signing_secret else None,
-        client=runtime.client,
-        request_verification_enabled=not settings.socket_mode,
-        logger=logging.getLogger("bot.bolt"),
-    )
+    with _bolt_reads_no_token_from_the_environment():
+        app = AsyncApp(
+            signing_secret=settings.signing_secret if settings.slack_signing_secret else "",
+            client=runtime.client,
+            request_verification_enabled=not settings.socket_mode,
+            logger=logging.getLogger("bot.bolt"),
+        )
 
     @app.middleware
     async def resolve_actor(
@@ -132,8 +149,15 @@ class BotServer:
         run_worker: bool = True,
         run_scheduler: bool | None = None,
         migrate: bool = True,
+        start_retry_delays: Sequence[float] | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.settings = settings
+        # Waits between start-up attempts to reach Slack (tests inject a sleep that records).
+        if start_retry_delays is None:
+            start_retry_delays = start_retry_delays_for(settings.slack_start_attempts)
+        self.start_retry_delays = tuple(start_retry_delays)
+        self.sleep = sleep
         if core is None:
             core = Core.from_settings(settings, clock)
         self.core = core
@@ -166,8 +190,18 @@ class BotServer:
         What the check saw is recorded for every replica (bot.staff_channel): a channel found
         public here holds staff messages everywhere before this process refuses to start, and
         one found safe again releases what an earlier exposure held."""
+        api_url = self.settings.slack_api_url
         try:
-            auth = await runtime.client.auth_test()
+            auth = await ask_slack_patiently(
+                runtime.client.auth_test,
+                method="auth.test",
+                api_url=api_url,
+                timeout_seconds=self.settings.slack_api_timeout_seconds,
+                delays=self.start_retry_delays,
+                sleep=self.sleep,
+            )
+        except SlackUnreachable as failure:
+            raise StartupError(str(failure)) from None
         except SlackApiError as error:
             raise StartupError(
                 f"Slack refused the bot token (auth.test: {slack_error_code(error)}). "
@@ -181,7 +215,16 @@ class BotServer:
         channel = guard.channel_id
         observed_at = self.core.clock.now()
         try:
-            verdict = await guard.inspect()
+            verdict = await ask_slack_patiently(
+                guard.inspect,
+                method="conversations.info",
+                api_url=api_url,
+                timeout_seconds=self.settings.slack_api_timeout_seconds,
+                delays=self.start_retry_delays,
+                sleep=self.sleep,
+            )
+        except SlackUnreachable as failure:
+            raise StartupError(str(failure)) from None
         except SlackApiError as error:
             raise StartupError(
                 f"STAFF_CHANNEL_ID {channel}: conversations.info failed "

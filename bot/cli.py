@@ -1,9 +1,14 @@
-"""Operator commands: `roles list|set` and `check`."""
+"""Operator commands: `roles list|set`, `audit` and `check`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
+import logging
+import sys
+from collections.abc import Iterator
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -11,16 +16,28 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
+from bot.blocks.audit import plain_lines
 from bot.notify import slack_error_code
+from bot.operator_input import OperatorInputError, point_in_time, slack_user_id
 from bot.settings import BotSettings
+from bot.slack_reach import SlackUnreachable, ask_slack
 from core import admin
+from core.audit_log import AuditFilters, read_audit_log
 from core.context import Core
-from migrations import alembic_config, run_migrations
+from core.errors import DomainError
+from migrations import alembic_config, run_migrations, sqlite_path
 
 
 async def roles_command(settings: BotSettings, args: argparse.Namespace) -> int:
     """List staff, or set a role by Slack user id (an operator's action, audited as such)."""
+    if args.roles_command == "set":
+        try:
+            args.slack_user_id = slack_user_id(args.slack_user_id)
+        except OperatorInputError as error:
+            print(f"roles set: {error}", file=sys.stderr)
+            return 2
     await run_migrations(settings.database_url)
     core = Core.from_settings(settings)
     try:
@@ -60,26 +77,28 @@ SLACK_ADVICE = {
 
 
 def _slack_problem(what: str, error: SlackApiError) -> str:
-    response = error.response
+    data = getattr(error.response, "data", None)
     code = slack_error_code(error) or ""
     advice = SLACK_ADVICE.get(code, "see the README's troubleshooting section")
-    needed = response.get("needed") if response is not None else None
+    needed = data.get("needed") if isinstance(data, dict) else None
     if code == "missing_scope" and needed:
         advice += f" (needed: {needed})"
     return f"{what}: Slack answered {code or 'an error'}: {advice}"
 
 
-async def check_command(settings: BotSettings) -> int:
+async def check_command(settings: BotSettings, problems: list[str] | None = None) -> int:
     """Validate configuration, then reach the database and Slack; print one `ok` line per
     check that passed and one `FAIL` line, in plain words, per problem. Exit status 1 when
-    anything failed."""
-    problems: list[str] = []
+    anything failed. `problems` are the configuration's (invalid and missing settings, with
+    `settings` holding the defaults in their place): the rest is still checked."""
+    configuration = list(problems or [])
+    problems = configuration[:]
     missing = settings.missing_for_serving()
-    if missing:
+    if missing and not configuration:
         problems.append(
             "missing settings: " + ", ".join(missing) + " (see Configuration in README.md)"
         )
-    else:
+    elif not configuration:
         mode = "Socket Mode" if settings.socket_mode else "HTTP mode"
         print(f"ok   configuration complete ({mode})")
     problems += await _check_database(settings)
@@ -94,6 +113,19 @@ async def check_command(settings: BotSettings) -> int:
 
 async def _check_database(settings: BotSettings) -> list[str]:
     where = make_url(settings.database_url).render_as_string(hide_password=True)
+    sqlite_file = sqlite_path(settings.database_url)
+    if sqlite_file is not None and not sqlite_file.exists():
+        # Checking must not create it: a mistyped path would leave an empty database behind.
+        if not sqlite_file.parent.is_dir():
+            return [
+                f"the folder of the SQLite database {where} (DATABASE_URL) does not exist: "
+                "create it or fix the path"
+            ]
+        print(
+            f"note database {where} does not exist yet: `serve` creates and migrates it at "
+            "start, or run `python -m bot migrate`"
+        )
+        return []
     core = Core.from_settings(settings)
 
     async def reach() -> tuple[str | None, tuple[str, ...]]:
@@ -106,7 +138,8 @@ async def _check_database(settings: BotSettings) -> list[str]:
         return current, heads
 
     try:
-        current, heads = await asyncio.wait_for(reach(), timeout=CHECK_TIMEOUT_SECONDS)
+        with _quiet("alembic.runtime.migration"):  # "Context impl …": noise in a check
+            current, heads = await asyncio.wait_for(reach(), timeout=CHECK_TIMEOUT_SECONDS)
     except TimeoutError:
         return [f"database at {where} did not answer within {CHECK_TIMEOUT_SECONDS:g} s"]
     except Exception as error:
@@ -132,14 +165,16 @@ async def _check_slack(settings: BotSettings) -> list[str]:
         token=settings.bot_token, base_url=settings.slack_api_url, timeout=CHECK_TIMEOUT_SECONDS
     )
     try:
-        auth = await client.auth_test()
+        auth = await ask_slack(
+            client.auth_test,
+            method="auth.test",
+            api_url=settings.slack_api_url,
+            timeout_seconds=CHECK_TIMEOUT_SECONDS,
+        )
     except SlackApiError as error:
         return [_slack_problem("SLACK_BOT_TOKEN", error)]
-    except Exception as error:
-        return [
-            f"cannot reach Slack at {settings.slack_api_url} (SLACK_API_URL): "
-            f"{type(error).__name__}"
-        ]
+    except SlackUnreachable as failure:
+        return [str(failure)]
     print(f"ok   Slack accepts the token (workspace {auth.get('team')}, bot @{auth.get('user')})")
     problems: list[str] = []
     for name, channel in (
@@ -149,10 +184,19 @@ async def _check_slack(settings: BotSettings) -> list[str]:
         if not channel:
             continue
         try:
-            info = (await client.conversations_info(channel=channel))["channel"]
+            answer = await ask_slack(
+                functools.partial(client.conversations_info, channel=channel),
+                method="conversations.info",
+                api_url=settings.slack_api_url,
+                timeout_seconds=CHECK_TIMEOUT_SECONDS,
+            )
+            info = answer["channel"]
         except SlackApiError as error:
             problems.append(_slack_problem(f"{name} {channel}", error))
             continue
+        except SlackUnreachable as failure:
+            problems.append(str(failure))
+            break
         label = f"{name} {channel} (#{info.get('name', '?')})"
         if name == "STAFF_CHANNEL_ID" and not info.get("is_private"):
             problems.append(
@@ -172,3 +216,55 @@ async def _check_slack(settings: BotSettings) -> list[str]:
             kind = "private" if info.get("is_private") else "public"
             print(f"ok   {label} is {kind} and the bot is a member")
     return problems
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+async def audit_command(settings: BotSettings, args: argparse.Namespace) -> int:
+    """Print audit entries, newest first: all of them, or a ticket's, a person's (what they
+    did and what was done to them), since a time. Reading changes nothing and migrates
+    nothing: a database that is behind is reported."""
+    where = make_url(settings.database_url).render_as_string(hide_password=True)
+    sqlite_file = sqlite_path(settings.database_url)
+    if sqlite_file is not None and not sqlite_file.exists():
+        print(f"audit: there is no database at {where} (DATABASE_URL)", file=sys.stderr)
+        return 1
+    core = Core.from_settings(settings)
+    try:
+        try:
+            since = point_in_time(args.since, now=core.clock.now()) if args.since else None
+            user = slack_user_id(args.user) if args.user else None
+        except OperatorInputError as error:
+            print(f"audit: {error}", file=sys.stderr)
+            return 2
+        filters = AuditFilters(ticket_number=args.ticket, user=user, since=since)
+        try:
+            page = await read_audit_log(
+                core, actor_id=None, filters=filters, page=args.page, page_size=args.limit
+            )
+        except DomainError as error:
+            print(f"audit: {error.message}", file=sys.stderr)
+            return 1
+        except (SQLAlchemyError, OSError) as error:
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+            print(
+                f"audit: cannot read the audit log at {where} (DATABASE_URL): "
+                f"{type(error).__name__}: {reason} (a database that was never migrated has "
+                "none: run `python -m bot migrate`)",
+                file=sys.stderr,
+            )
+            return 1
+        for line in plain_lines(page):
+            print(line)
+        return 0
+    finally:
+        await core.close()

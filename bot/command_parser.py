@@ -113,6 +113,12 @@ class Sla:
     pass
 
 
+@dataclass(frozen=True)
+class AuditLog:
+    number: int
+    page: int = 1
+
+
 Command = (
     Help
     | New
@@ -131,6 +137,7 @@ Command = (
     | SetPriority
     | SetActive
     | Sla
+    | AuditLog
 )
 
 
@@ -332,6 +339,14 @@ def _sla(rest: str) -> Command:
     return Sla()
 
 
+def _audit(rest: str) -> Command:
+    usage = "/ticket audit 42 [page N]"
+    words, page = _page_suffix(rest.split())
+    if len(words) != 1:
+        raise UsageError(f"Usage: `{usage}`")
+    return AuditLog(number=_number(words[0], usage), page=page)
+
+
 _VERBS = {
     "help": _help,
     "new": _new,
@@ -352,4 +367,5 @@ _VERBS = {
     "priority": _priority,
     "user": _user,
     "sla": _sla,
+    "audit": _audit,
 }

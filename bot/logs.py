@@ -9,8 +9,14 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-# Slack tokens and anything that looks like a signing secret or signature.
-_SECRET = re.compile(r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|v0=[0-9a-f]{64})")
+# Slack tokens and anything that looks like a signing secret or signature, as whole words.
+_SECRET = re.compile(
+    r"(?<![A-Za-z0-9_-])(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|v0=[0-9a-f]{64})"
+)
+# A configured secret is redacted where it stands as a value of its own: not preceded or
+# followed by a character that could belong to the same token. So a secret never mangles the
+# ordinary words that happen to contain it.
+_TOKEN_CHAR = r"[A-Za-z0-9_\-]"
 
 
 # The id of the Slack request being handled (set by BotServer._handle_slack); listeners run in
@@ -18,12 +24,20 @@ _SECRET = re.compile(r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|v0=[0-9a-f]
 REQUEST_ID: ContextVar[str | None] = ContextVar("ticketbot_request_id", default=None)
 
 
+def _secret_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    values = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if not values:
+        return None
+    either = "|".join(re.escape(value) for value in values)
+    return re.compile(f"(?<!{_TOKEN_CHAR})(?:{either})(?!{_TOKEN_CHAR})")
+
+
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`text` with Slack tokens, signatures and the given secrets replaced by [redacted], each
+    only as a whole value, never inside a longer word."""
     text = _SECRET.sub("[redacted]", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+    pattern = _secret_pattern(secrets)
+    return pattern.sub("[redacted]", text) if pattern is not None else text
 
 
 class RedactingFilter(logging.Filter):
@@ -32,15 +46,20 @@ class RedactingFilter(logging.Filter):
     def __init__(self, secrets: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.secrets = secrets
+        self._pattern = _secret_pattern(secrets)
+
+    def _redact(self, text: str) -> str:
+        text = _SECRET.sub("[redacted]", text)
+        return self._pattern.sub("[redacted]", text) if self._pattern is not None else text
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message, self.secrets)
+        cleaned = self._redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         for key, value in list(vars(record).items()):
             if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, redact(value, self.secrets))
+                setattr(record, key, self._redact(value))
         return True
 
 

@@ -8,6 +8,12 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import NoDecode
 
+from bot.settings_problems import (
+    channel_id_problem,
+    describe_validation_error,
+    missing_to_serve,
+    signing_secret_problem,
+)
 from core.settings import CoreSettings
 
 _CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
@@ -47,6 +53,13 @@ class BotSettings(CoreSettings):
     )
     slack_api_timeout_seconds: float = Field(
         10, gt=0, description="time-out of each Slack Web API call"
+    )
+    slack_start_attempts: int = Field(
+        5,
+        ge=1,
+        le=20,
+        description="how often `serve` tries to reach Slack at start (waiting 1, 2, 4, ... s "
+        "between tries) before it gives up",
     )
     identity_cache_seconds: float = Field(60, ge=0)
     file_max_bytes: int = Field(
@@ -105,7 +118,7 @@ class BotSettings(CoreSettings):
     @classmethod
     def _channel(cls, value: str | None) -> str | None:
         if value is not None and not _CHANNEL.match(value):
-            raise ValueError("must be a Slack channel id such as C0123ABCD (not a #name)")
+            raise ValueError(channel_id_problem(value))
         return value
 
     @field_validator("admin_user_ids")
@@ -123,6 +136,15 @@ class BotSettings(CoreSettings):
             raise ValueError("must start with xoxb-")
         return value
 
+    @field_validator("slack_signing_secret")
+    @classmethod
+    def _signing_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            problem = signing_secret_problem(value.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return value
+
     @field_validator("slack_app_token")
     @classmethod
     def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -136,16 +158,13 @@ class BotSettings(CoreSettings):
 
     def missing_for_serving(self) -> list[str]:
         """Variables that must be set to serve Slack, by environment name."""
-        missing = []
-        if self.slack_bot_token is None:
-            missing.append("SLACK_BOT_TOKEN")
-        if self.slack_signing_secret is None and not self.socket_mode:
-            missing.append("SLACK_SIGNING_SECRET")
-        if self.staff_channel_id is None:
-            missing.append("STAFF_CHANNEL_ID")
-        if self.manager_channel_id is None:
-            missing.append("MANAGER_CHANNEL_ID")
-        return missing
+        return missing_to_serve(
+            bot_token=self.slack_bot_token,
+            signing_secret=self.slack_signing_secret,
+            app_token=self.slack_app_token,
+            staff_channel=self.staff_channel_id,
+            manager_channel=self.manager_channel_id,
+        )
 
     @property
     def bot_token(self) -> str:
@@ -161,18 +180,25 @@ class BotSettings(CoreSettings):
 class SettingsError(Exception):
     """Configuration that cannot work, described by environment variable name."""
 
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        problems: list[str] | None = None,
+        partial: BotSettings | None = None,
+    ) -> None:
         super().__init__(message)
         self.problems = problems or []
+        # The settings with the invalid values left at their defaults: enough for `check` to
+        # go on and check the database and Slack (None when even those cannot be read).
+        self.partial = partial
 
 
 def load_settings(**overrides: object) -> BotSettings:
-    """Read settings; a malformed value raises SettingsError naming the variable."""
+    """Read settings; malformed values raise SettingsError naming every variable at fault,
+    together with the settings still missing to serve Slack."""
     try:
         return BotSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
-        lines = []
-        for problem in error.errors():
-            name = "_".join(str(part) for part in problem["loc"][:1]).upper() or "SETTINGS"
-            lines.append(f"{name}: {problem['msg']}")
-        raise SettingsError("Invalid configuration:\n  " + "\n  ".join(lines), lines) from None
+        lines, partial = describe_validation_error(BotSettings, error, overrides)
+        message = "Invalid configuration:\n  " + "\n  ".join(lines)
+        raise SettingsError(message, lines, partial) from None

@@ -1,7 +1,8 @@
 """`python -m bot demo`: ticketbot at work without a Slack workspace.
 
 The real bot (HTTP mode, signed requests, the production BotServer) runs on loopback against
-the stand-in Slack of devslack, with a temporary SQLite database unless DATABASE_URL is set.
+the stand-in Slack of devslack, always with its own throwaway SQLite database (never
+DATABASE_URL: the demo creates fake admins and tickets, which have no place in a real desk).
 A scripted support story is played through signed Slack requests, and what each person sees is
 printed from the Block Kit the bot sent. Every step checks what it expects; the first failed
 expectation ends the demo with a message on stderr and exit code 1.
@@ -18,10 +19,8 @@ import logging
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 import html
-import itertools
 import os
 import re
-import secrets
 import sys
 import tempfile
 import textwrap
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from bot.ids import NOTE_REACTION, REPLY_MARKER, REPLY_REACTION
 from bot.settings import SettingsError, load_settings
@@ -232,10 +230,11 @@ def _entries(rendered: str) -> list[str]:
     return [entry for entry in entries if entry.strip()]
 
 
-def _describe_database(url: str, temporary: bool) -> str:
-    if temporary:
-        return "a temporary SQLite file (set DATABASE_URL to use another database)"
-    return f"{make_url(url).render_as_string(hide_password=True)} (from DATABASE_URL)"
+def _describe_database(ignored_database_url: bool) -> str:
+    described = "a throwaway SQLite file, deleted when the demo ends"
+    if ignored_database_url:
+        described += " (DATABASE_URL is not used: the demo never writes into a real database)"
+    return described
 
 
 # ------------------------------------------------------------------------------------- story
@@ -671,19 +670,19 @@ def _demo_start() -> datetime:
     return datetime.now(UTC)
 
 
-def _unique_ids(stage: Stage) -> None:
-    """The stand-in numbers its views and DMs from 1 in every run. In a database kept from an
-    earlier run, a repeated view id would look like a replay of that run's form submission
-    (the bot's idempotency key), so a reused database gets ids from a random starting point."""
-    stage.fake._ids = itertools.count(secrets.randbelow(0xF000_0000) + 1)
+def _database_url(temp_dir: Path) -> str:
+    """The demo's own SQLite file in `temp_dir`, whatever DATABASE_URL says."""
+    return f"sqlite+aiosqlite:///{(temp_dir / 'demo.db').as_posix()}"
 
 
-def _database_url(temp_dir: Path) -> tuple[str, bool]:
-    """DATABASE_URL if it is configured, else a SQLite file in `temp_dir` (temporary=True)."""
-    settings = load_settings()
-    if "database_url" in settings.model_fields_set:
-        return settings.database_url, False
-    return f"sqlite+aiosqlite:///{(temp_dir / 'demo.db').as_posix()}", True
+def _database_url_is_set() -> bool:
+    """Whether DATABASE_URL is set (in the environment or .env), which the demo ignores."""
+    if os.environ.get("DATABASE_URL"):
+        return True
+    try:
+        return "database_url" in load_settings().model_fields_set
+    except SettingsError:
+        return False
 
 
 def _settings_overrides() -> dict[str, Any]:
@@ -696,16 +695,12 @@ def _settings_overrides() -> dict[str, Any]:
 
 
 async def run_demo(quiet: bool = False) -> int:
-    """Play the story; 0 when every expectation held, 1 otherwise (2: bad configuration)."""
+    """Play the story; 0 when every expectation held, 1 otherwise."""
     started = time.perf_counter()
     out = Output(quiet=quiet)
     with tempfile.TemporaryDirectory(prefix="ticketbot-demo-") as temp, _quiet_logging():
-        try:
-            url, temporary = _database_url(Path(temp))
-        except SettingsError as error:
-            print(error, file=sys.stderr)
-            return 2
-        database = _describe_database(url, temporary)
+        url = _database_url(Path(temp))
+        database = _describe_database(_database_url_is_set())
         clock = FrozenClock(_demo_start())
         out.write("ticketbot demo: the real bot (HTTP mode, signed requests) and a stand-in for")
         out.write("Slack's Web API, both on 127.0.0.1. Nothing leaves this machine.")
@@ -713,8 +708,6 @@ async def run_demo(quiet: bool = False) -> int:
         out.write("  people    Alice and Bob (customers), Dana (agent), Max (manager), Ada (admin)")
         out.write("  channels  #support-triage (private, staff), #support-managers (SLA alerts)")
         stage = Stage(database_url=url, clock=clock, settings_overrides=_settings_overrides())
-        if not temporary:
-            _unique_ids(stage)
         try:
             await stage.start()
         except Exception as error:

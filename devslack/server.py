@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiohttp import web
 
@@ -50,6 +50,7 @@ from devslack.model import (
     _Trigger,
 )
 from devslack.response_url import RESPONSE_URL_MAX_USES, ResponseUrls
+from devslack.scopes import manifest_scopes, scope_refusal
 from devslack.visibility import Visibility
 from devslack.workspace import WorkspaceModel
 
@@ -119,8 +120,12 @@ class FakeSlack(
         clock: Callable[[], float] | ClockLike | None = None,
         trigger_ttl: float | None = None,
         latency: float = 0.0,
+        scopes: Iterable[str] | None = None,
     ) -> None:
         self.bot_token = bot_token
+        # The bot scopes the app is installed with: app_manifest.yml's unless a test says
+        # otherwise (devslack.scopes); a call without its scope answers missing_scope.
+        self.scopes = frozenset(scopes) if scopes is not None else manifest_scopes()
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.team_id = team_id
@@ -298,6 +303,9 @@ class FakeSlack(
             expected = self.app_token if call.method == "apps.connections.open" else self.bot_token
             if call.token != expected:
                 return self._finish(call, {"ok": False, "error": "invalid_auth"}, 200)
+            refusal = scope_refusal(call.method, call.params, self.channels, self.scopes)
+            if refusal is not None and call.method != "apps.connections.open":
+                return self._finish(call, refusal, 200)
         try:
             body = await handler(call.params)
         except SlackApiFailure as failure:

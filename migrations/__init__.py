@@ -40,7 +40,7 @@ def _run(connection: Connection, action: str, target: str) -> None:
 async def run_migrations(url: str, action: str = "upgrade", target: str = "head") -> None:
     """Upgrade (or downgrade) the database at `url`; processes that start together take turns
     (a PostgreSQL advisory lock, or a lock file beside a SQLite database)."""
-    sqlite_file = _sqlite_path(url)
+    sqlite_file = sqlite_path(url)
     if sqlite_file is None:
         await _migrate(url, action, target)
         return
@@ -52,7 +52,7 @@ async def run_migrations(url: str, action: str = "upgrade", target: str = "head"
         handle.close()  # closing the file releases the lock
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
     if not url.startswith("sqlite"):
         return None
     database = make_url(url).database

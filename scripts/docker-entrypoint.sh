@@ -1,7 +1,9 @@
 #!/bin/sh
-# The container's entry command: `serve` (the default) and `scheduler` first apply the database
-# migrations, then replace this shell with the bot so that it receives SIGTERM directly. Any
-# other command (check, migrate, roles ..., demo, --help) runs as given.
+# The container's entry command: runs `python -m bot` with the given command (default: serve)
+# as PID 1's replacement, so that the bot receives SIGTERM directly. `serve` and `scheduler`
+# apply the database migrations themselves at start, once (PostgreSQL: under an advisory lock,
+# so replicas may start together); `migrate` only migrates; check, roles, audit, --help run as
+# given.
 #
 # Outside a container it works the same: PYTHON selects the interpreter (default: python).
 set -eu
@@ -9,12 +11,4 @@ python="${PYTHON:-python}"
 if [ "$#" -eq 0 ]; then
   set -- serve
 fi
-case "$1" in
-  serve | scheduler)
-    "$python" -m bot migrate
-    exec "$python" -m bot "$@"
-    ;;
-  *)
-    exec "$python" -m bot "$@"
-    ;;
-esac
+exec "$python" -m bot "$@"

@@ -546,6 +546,7 @@ def help_text(*, staff: bool, admin: bool, manager: bool = False) -> str:
         ]
     if manager or admin:
         lines.append("`/ticket delete N` — delete a ticket")
+        lines.append("`/ticket audit N [page N]` — who changed the ticket, what and when")
     if admin:
         lines += [
             "`/ticket role @user <customer|corporate|agent|manager|admin>` — change a role",

@@ -10,6 +10,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import command_parser as cp
+from bot.blocks import audit as audit_blocks
 from bot.blocks import messages, modals
 from bot.blocks.text import escape, single_line
 from bot.ids import COMMAND
@@ -17,12 +18,15 @@ from bot.listeners.common import resolve_user
 from bot.listeners.registry import Registry
 from bot.payloads import CreateTicketPayload
 from bot.runtime import Runtime
-from core import admin, chat, replies, search, sla, tickets
+from core import admin, audit_log, chat, replies, search, sla, tickets
 from core.enums import Role
 from core.errors import ValidationFailed
 from core.results import UserView
 
 log = logging.getLogger("bot.commands")
+
+# Audit entries per `/ticket audit` answer (one section each, within a message's 50 blocks).
+AUDIT_ITEMS = 20
 
 
 def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
@@ -297,6 +301,19 @@ async def _sla(
     await _say(respond, "SLA overview", messages.sla_overview(rows, now=runtime.clock.now()))
 
 
+async def _audit(
+    runtime: Runtime, cmd: cp.AuditLog, *, actor: UserView, respond: AsyncRespond, **_: Any
+) -> None:
+    entries = await audit_log.read_audit_log(
+        runtime.core,
+        actor_id=actor.id,
+        filters=audit_log.AuditFilters(ticket_number=cmd.number),
+        page=cmd.page,
+        page_size=AUDIT_ITEMS,
+    )
+    await _say(respond, *audit_blocks.audit_message(entries, ticket_number=cmd.number))
+
+
 HANDLERS: dict[type, Any] = {
     cp.Help: _help,
     cp.New: _new,
@@ -315,4 +332,5 @@ HANDLERS: dict[type, Any] = {
     cp.SetPriority: _priority,
     cp.SetActive: _active,
     cp.Sla: _sla,
+    cp.AuditLog: _audit,
 }

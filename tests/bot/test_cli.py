@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.cli import check_command, roles_command
-from bot.settings import BotSettings
+from bot.settings import BotSettings, SettingsError, load_settings
 from core.context import Core
 from core.models import AuditEntry
 from devslack.server import FakeSlack
@@ -102,13 +102,26 @@ def lines(output: str, prefix: str) -> list[str]:
 async def test_help_lists_every_command(tmp_path):
     code, output = await run_bot("--help", env={"PATH": os.environ["PATH"]}, cwd=tmp_path)
     assert code == 0
-    for command in ("serve", "demo", "migrate", "scheduler", "roles", "check"):
+    for command in ("serve", "demo", "migrate", "scheduler", "roles", "audit", "check", "help"):
         assert f"    {command} " in output or f"    {command}\n" in output, command
+    assert "housekeeping" in " ".join(output.split())  # what `scheduler` also runs
+
+
+async def test_help_is_a_command_too_with_a_topic(tmp_path):
+    env = {"PATH": os.environ["PATH"]}
+    code, output = await run_bot("help", env=env, cwd=tmp_path)
+    assert code == 0 and "invalid choice" not in output
+    assert "usage: python -m bot" in output and "audit" in output
+    code, output = await run_bot("help", "audit", env=env, cwd=tmp_path)
+    assert code == 0 and "--ticket N" in output and "--since WHEN" in output
+    code, output = await run_bot("help", "nonsense", env=env, cwd=tmp_path)
+    assert code == 2 and "no command 'nonsense'" in output
 
 
 async def test_check_prints_ok_lines_when_slack_and_the_database_answer(
     slack, sqlite_url, tmp_path
 ):
+    (tmp_path / "ticketbot.db").touch()  # an empty database: `check` never creates one
     code, output = await run_bot("check", env=environment(slack, sqlite_url), cwd=tmp_path)
     assert code == 0, output
     assert not lines(output, "FAIL")
@@ -208,9 +221,72 @@ async def test_check_reports_missing_and_malformed_settings(slack, sqlite_url, t
     code, output = await run_bot("check", env=env, cwd=tmp_path)
     assert code == 1
     assert lines(output, "FAIL") == [
-        "FAIL STAFF_CHANNEL_ID: Value error, must be a Slack channel id such as C0123ABCD "
-        "(not a #name)"
+        "FAIL STAFF_CHANNEL_ID: '#support-triage' is a channel name; use the channel's id (C…): "
+        "open the channel's details, it is at the bottom of the About tab"
     ]
+
+
+async def test_check_lists_every_invalid_and_missing_setting_at_once_and_checks_the_rest(
+    slack, sqlite_url, tmp_path
+):
+    env = environment(
+        slack,
+        sqlite_url,
+        STAFF_CHANNEL_ID="C1",
+        SLACK_SIGNING_SECRET="x",
+        PORT="eighty",
+        SLA_TARGETS="urgent=30m,high=2h",
+    )
+    del env["MANAGER_CHANNEL_ID"]
+    code, output = await run_bot("check", env=env, cwd=tmp_path)
+    assert code == 1
+    failures = lines(output, "FAIL")
+    assert failures == [
+        "FAIL SLA_TARGETS: missing SLA target for: low, medium",
+        "FAIL SLACK_SIGNING_SECRET: too short to be a Slack signing secret (1 character; "
+        "Slack's have 32): copy it from Basic Information > App Credentials > Signing Secret",
+        "FAIL STAFF_CHANNEL_ID: 'C1' is too short for a Slack channel id (they look like "
+        "C0123ABCD)",
+        "FAIL PORT: Input should be a valid integer, unable to parse string as an integer "
+        "(got 'eighty')",
+        "FAIL missing settings: MANAGER_CHANNEL_ID",
+    ]
+    assert not any("Value error" in line for line in failures)
+    assert "ok   Slack accepts the token" in output  # the valid rest is still checked
+    assert "x" not in {word.strip(",.:()") for word in output.split()}  # no secret echoed
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("C1", "'C1' is too short for a Slack channel id (they look like C0123ABCD)"),
+        ("#triage", "'#triage' is a channel name; use the channel's id (C…)"),
+        ("c0123abcd", "'c0123abcd' is not a Slack channel id: ids are in capitals"),
+        ("https://x.slack.com/archives/C0123", "is not a Slack channel id: ids start with C"),
+    ],
+)
+def test_a_wrong_channel_id_is_explained_for_what_was_given(value, expected):
+    with pytest.raises(SettingsError) as error:
+        load_settings(_env_file=None, staff_channel_id=value)
+    [problem] = [p for p in error.value.problems if p.startswith("STAFF_CHANNEL_ID")]
+    assert expected in problem
+    assert "Value error" not in problem and "#name" not in problem.replace(value, "")
+
+
+async def test_check_neither_creates_the_database_file_nor_prints_migration_logs(slack, tmp_path):
+    database = tmp_path / "not-yet.db"
+    env = environment(slack, f"sqlite+aiosqlite:///{database}")
+    code, output = await run_bot("check", env=env, cwd=tmp_path)
+    assert code == 0, output
+    assert not database.exists()
+    assert "does not exist yet: `serve` creates and migrates it at start" in output
+
+    await run_migrations(f"sqlite+aiosqlite:///{database}")
+    code, output = await run_bot("check", env=env, cwd=tmp_path)
+    assert code == 0, output
+    assert "ok   database schema is up to date" in output
+    assert "Context impl" not in output and "Will assume" not in output
+    assert all(line.startswith(("ok ", "note ")) for line in output.splitlines()), output
 
 
 async def test_check_says_when_slack_cannot_be_reached(sqlite_url, capsys):
@@ -220,7 +296,7 @@ async def test_check_says_when_slack_cannot_be_reached(sqlite_url, capsys):
     settings = BotSettings(  # type: ignore[call-arg]
         _env_file=None,
         slack_bot_token=token,
-        slack_signing_secret="s",
+        slack_signing_secret="s3cret-for-tests",
         slack_api_url=url,
         staff_channel_id=STAFF,
         manager_channel_id=MANAGERS,
@@ -272,3 +348,82 @@ async def test_roles_set_refuses_an_unknown_role_through_the_command_line(sqlite
     assert "invalid choice: 'superuser'" in output
     code, output = await run_bot("roles", "set", "UAGENT0001", "agent", env=env, cwd=tmp_path)
     assert code == 0 and "UAGENT0001 is now agent" in output
+
+
+@pytest.mark.parametrize(
+    "given", ["@dana", "dana", "Dana Agent", "u0123abcd", "<@dana>", "C0123ABCD"]
+)
+async def test_roles_set_refuses_what_is_not_a_user_id_and_writes_nothing(
+    given, sqlite_url, capsys
+):
+    settings = BotSettings(_env_file=None, database_url=sqlite_url)  # type: ignore[call-arg]
+    change = argparse.Namespace(roles_command="set", slack_user_id=given, role="manager")
+    assert await roles_command(settings, change) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"roles set: {given!r} is ")
+    assert "U0123ABCD" in err and "<@U0123ABCD>" in err  # the expected form
+    assert not Path(sqlite_url.split(":///", 1)[1]).exists()  # noqa: ASYNC240 - nothing created
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("<@U0999MAX1|max>", "U0999MAX1"),
+        ("<@W0123ABCD>", "W0123ABCD"),
+        (" U0AGENT01 ", "U0AGENT01"),
+    ],
+)
+async def test_roles_set_takes_the_user_id_out_of_a_mention(given, stored, sqlite_url, capsys):
+    settings = BotSettings(_env_file=None, database_url=sqlite_url)  # type: ignore[call-arg]
+    change = argparse.Namespace(roles_command="set", slack_user_id=given, role="manager")
+    assert await roles_command(settings, change) == 0
+    assert capsys.readouterr().out.strip() == f"{stored} is now manager"
+    assert await roles_command(settings, argparse.Namespace(roles_command="list")) == 0
+    assert capsys.readouterr().out.split()[:2] == [stored, "manager"]
+
+
+async def test_audit_prints_entries_by_ticket_person_and_time(sqlite_url, tmp_path):
+    await run_migrations(sqlite_url)
+    env = {"PATH": os.environ["PATH"], "DATABASE_URL": sqlite_url}
+    for user, role in (("U0AGENT01", "agent"), ("U0MANAGER1", "manager"), ("U0AGENT01", "admin")):
+        code, output = await run_bot("roles", "set", user, role, env=env, cwd=tmp_path)
+        assert code == 0, output
+
+    code, output = await run_bot("audit", env=env, cwd=tmp_path)
+    assert code == 0, output
+    entries = output.splitlines()
+    assert len(entries) == 4 and entries[-1].startswith("page 1 of 1, 3 entries in all")
+    assert "user.role_changed  by the operator (cli)  about U0AGENT01" in entries[0]
+    assert "previous=agent role=admin" in entries[0]
+    assert "about U0MANAGER1" in entries[1]
+
+    code, output = await run_bot("audit", "--user", "<@U0MANAGER1>", env=env, cwd=tmp_path)
+    assert code == 0 and len(output.splitlines()) == 2 and "about U0MANAGER1" in output
+
+    code, output = await run_bot(
+        "audit", "--user", "U0AGENT01", "--limit", "1", env=env, cwd=tmp_path
+    )
+    assert code == 0
+    assert output.splitlines()[-1] == "page 1 of 2, 2 entries in all, newest first; next: page 2"
+
+    code, output = await run_bot("audit", "--since", "2999-01-01", env=env, cwd=tmp_path)
+    assert code == 0 and output.strip() == "no audit entries match"
+    code, output = await run_bot("audit", "--since", "1h", env=env, cwd=tmp_path)
+    assert code == 0 and "3 entries in all" in output
+
+
+async def test_audit_refuses_bad_input_in_plain_words(sqlite_url, tmp_path):
+    await run_migrations(sqlite_url)
+    env = {"PATH": os.environ["PATH"], "DATABASE_URL": sqlite_url}
+    code, output = await run_bot("audit", "--ticket", "42", env=env, cwd=tmp_path)
+    assert (code, output.strip()) == (1, "audit: Ticket #42 was not found.")
+    code, output = await run_bot("audit", "--since", "last tuesday", env=env, cwd=tmp_path)
+    assert code == 2 and "audit: 'last tuesday' is not a time: use a date (2026-11-30)" in output
+    code, output = await run_bot("audit", "--user", "@dana", env=env, cwd=tmp_path)
+    assert code == 2 and "is a name, not a Slack user id" in output
+    code, output = await run_bot("audit", "--ticket", "0", env=env, cwd=tmp_path)
+    assert code == 2 and "expected a number of 1 or more" in output
+    missing = {"PATH": os.environ["PATH"], "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db"}
+    code, output = await run_bot("audit", env=missing, cwd=tmp_path)
+    assert code == 1 and "there is no database at" in output and "Traceback" not in output
+    assert not (tmp_path / "x.db").exists()

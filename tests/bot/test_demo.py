@@ -24,15 +24,30 @@ def sqlite_url(path: Path) -> str:
 async def test_demo_plays_the_story_and_confirms_no_note_reached_a_customer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    database = tmp_path / "demo.db"
-    monkeypatch.setenv("DATABASE_URL", sqlite_url(database))
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.delenv("DATABASE_URL", raising=False)
     assert await run_demo(quiet=True) == 0
     printed = capsys.readouterr()
     assert CONFIRMATION in printed.out
     assert "2 SLA alerts" in printed.out
     assert "Step 1" not in printed.out  # --quiet: the summary only
     assert printed.err == ""
-    assert database.stat().st_size > 0  # the configured database was used
+    said = " ".join(printed.out.split())  # the summary wraps its lines
+    assert "a throwaway SQLite file, deleted when the demo ends" in said
+    assert "DATABASE_URL" not in said
+
+
+async def test_demo_never_writes_into_the_database_of_database_url_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = tmp_path / "real-desk.db"
+    monkeypatch.setenv("DATABASE_URL", sqlite_url(real))
+    assert await run_demo(quiet=True) == 0
+    printed = capsys.readouterr()
+    assert CONFIRMATION in printed.out
+    said = " ".join(printed.out.split())  # the summary wraps its lines
+    assert "DATABASE_URL is not used: the demo never writes into a real database" in said
+    assert not real.exists()
 
 
 async def test_demo_exits_non_zero_when_the_public_reply_does_not_reach_the_customer(
@@ -64,15 +79,16 @@ async def test_demo_exits_non_zero_and_names_the_leak_when_the_scanner_finds_one
     assert CONFIRMATION not in printed.out
 
 
-def test_demo_database_is_a_temporary_sqlite_file_unless_database_url_is_set(
+def test_demo_database_is_its_own_sqlite_file_even_when_database_url_is_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    url, temporary = demo._database_url(tmp_path / "temp")
-    assert temporary and url == sqlite_url(tmp_path / "temp" / "demo.db")
+    assert demo._database_url(tmp_path / "temp") == sqlite_url(tmp_path / "temp" / "demo.db")
+    assert not demo._database_url_is_set()
     monkeypatch.setenv("DATABASE_URL", "sqlite+aiosqlite:///elsewhere.db")
-    assert demo._database_url(tmp_path / "temp") == ("sqlite+aiosqlite:///elsewhere.db", False)
+    assert demo._database_url(tmp_path / "temp") == sqlite_url(tmp_path / "temp" / "demo.db")
+    assert demo._database_url_is_set()
 
 
 def _minimal_env(tmp_path: Path) -> dict[str, str]:
@@ -110,7 +126,7 @@ def test_python_m_bot_without_slack_credentials_names_them_and_points_to_the_dem
     assert result.returncode == 2
     assert "SLACK_BOT_TOKEN" in result.stderr
     assert "SLACK_SIGNING_SECRET" in result.stderr
-    assert "python -m bot demo" in result.stderr
+    assert "./scripts/run demo" in result.stderr
 
 
 def test_the_demo_outside_a_checkout_says_it_needs_one(tmp_path: Path) -> None:

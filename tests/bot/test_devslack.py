@@ -191,6 +191,8 @@ async def test_conversations_info_and_open(client: AsyncWebClient, fake: FakeSla
     dm = first["channel"]["id"]
     assert dm.startswith("D") and second["channel"]["id"] == dm
     assert other["channel"]["id"] != dm
+    # The bot never reads a DM's info, so its manifest has no im:read: installed here only.
+    fake.scopes = fake.scopes | {"im:read"}
     im = await client.conversations_info(channel=dm)
     assert im["channel"]["is_im"] is True and im["channel"]["user"] == CUSTOMER
     members = await client.conversations_members(channel=dm)

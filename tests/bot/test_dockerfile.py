@@ -69,19 +69,59 @@ def test_image_is_built_in_two_stages_from_slim_python(stages):
     assert not any("pip install" in run for run in find(final, "RUN"))
 
 
-def test_dependencies_come_from_the_projects_own_files_as_in_the_readme_install(stages):
+def test_dependencies_come_from_the_lock_in_a_layer_that_only_the_lock_changes(stages):
     builder = stages[0]
-    runs = " && ".join(find(builder, "RUN"))
-    assert re.search(r"pip install \.(\s|$)", runs), runs
-    copied = " ".join(find(builder, "COPY"))
+    steps = [(i.keyword, i.arguments) for i in builder if i.keyword in ("COPY", "RUN")]
+    # The first COPY brings only the lock, the next step installs it hash-checked: that layer is
+    # rebuilt when requirements.lock changes, never for a code edit.
+    first_copy = next(n for n, (keyword, _) in enumerate(steps) if keyword == "COPY")
+    assert steps[first_copy][1].split() == ["requirements.lock", "./"]
+    keyword, install = steps[first_copy + 1]
+    assert keyword == "RUN"
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in install
+    steps = steps[first_copy:]
+    # Then the sources, and the project itself without dependencies (nothing unlocked).
+    later_runs = " && ".join(arguments for keyword, arguments in steps[2:] if keyword == "RUN")
+    assert re.search(r"pip install --no-deps \.(\s|$)", later_runs), later_runs
+    assert "pip check" in later_runs
+    copied = " ".join(arguments for keyword, arguments in steps[2:] if keyword == "COPY")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
     for needed in ["pyproject.toml", project["project"]["readme"], *packages]:
         assert needed in copied, f"the builder does not copy {needed}"
-    # The README's install (scripts/run) installs the same checkout; there is no second list of
-    # dependencies to drift from pyproject.toml.
-    assert "pip install --quiet -e ." in (ROOT / "scripts" / "run").read_text()
-    assert not list(ROOT.glob("requirements*.txt"))
+
+
+def test_the_locks_pin_every_dependency_with_hashes_and_ci_and_scripts_install_them():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for lock, extras in (("requirements.lock", []), ("requirements-dev.lock", ["test"])):
+        text = (ROOT / lock).read_text()
+        pins = dict(re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+)", text, re.MULTILINE))
+        declared = list(project["project"]["dependencies"])
+        for extra in extras:
+            declared += project["project"]["optional-dependencies"][extra]
+        for requirement in declared:
+            name = re.split(r"[<>=!\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+            assert name in pins, f"{lock} does not pin {name}"
+        blocks = re.split(r"\n(?=[a-z0-9])", text.split("\n", 2)[2].strip())
+        assert all("--hash=sha256:" in block for block in blocks), lock
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "--require-hashes --no-deps -r requirements-dev.lock" in ci
+    assert (
+        "--require-hashes --no-deps -r requirements-dev.lock"
+        in (ROOT / "scripts" / "test").read_text()
+    )
+    assert (
+        "--require-hashes --no-deps -r requirements.lock" in (ROOT / "scripts" / "run").read_text()
+    )
+
+
+def test_pyproject_declares_its_license_as_an_spdx_string():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"
+    requires = project["build-system"]["requires"]
+    assert any(
+        r.startswith("setuptools>=") and int(r.split(">=")[1].split(".")[0]) >= 77 for r in requires
+    )
 
 
 def test_final_stage_runs_as_an_unprivileged_user(stages):
@@ -103,13 +143,18 @@ def test_healthcheck_asks_healthz_with_the_standard_library(stages):
     assert find(final, "EXPOSE") == ["3000"]
 
 
-def test_entry_point_migrates_then_serves(stages):
+def test_entry_point_serves_and_leaves_migrating_to_serve_alone(stages):
     final = stages[1]
     assert json.loads(find(final, "ENTRYPOINT")[0]) == ["sh", "/app/docker-entrypoint.sh"]
     assert json.loads(find(final, "CMD")[0]) == ["serve"]
     assert any("scripts/docker-entrypoint.sh" in c and "/app/" in c for c in find(final, "COPY"))
-    script = ENTRY_SCRIPT.read_text()
-    assert '"$python" -m bot migrate\n    exec "$python" -m bot "$@"' in script
+    commands = [
+        line.strip()
+        for line in ENTRY_SCRIPT.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert not any("migrate" in line for line in commands)  # serve migrates, once
+    assert commands[-1] == 'exec "$python" -m bot "$@"'
 
 
 def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build():
@@ -146,7 +191,9 @@ def clean_env(**values: str) -> dict[str, str]:
     return env
 
 
-async def test_entry_script_migrates_and_then_serve_stops_plainly_without_slack_settings(tmp_path):
+async def test_entry_script_runs_the_command_given_and_serve_stops_plainly_without_slack(
+    tmp_path,
+):
     database = tmp_path / "ticketbot.db"
     env = clean_env(DATABASE_URL=f"sqlite+aiosqlite:///{database}")
 
@@ -156,11 +203,11 @@ async def test_entry_script_migrates_and_then_serve_stops_plainly_without_slack_
     tables = set(inspect(create_engine(f"sqlite:///{database}")).get_table_names())
     assert {"tickets", "outbox", "alembic_version"} <= tables
 
-    # The image's default command: migrations (again, a no-op), then serve, which refuses to
-    # start without Slack settings and says which ones, with exit status 2.
+    # The image's default command: serve, which refuses to start without Slack settings and
+    # says which ones, with exit status 2 (no separate migration step before it).
     code, output = await run(["sh", str(ENTRY_SCRIPT), "serve"], env, tmp_path)
     assert code == 2, output
-    assert "database is up to date" in output
+    assert "database is up to date" not in output
     assert (
         "ticketbot cannot serve Slack yet: these settings are missing: SLACK_BOT_TOKEN, "
         "SLACK_SIGNING_SECRET, STAFF_CHANNEL_ID, MANAGER_CHANNEL_ID." in output
@@ -169,11 +216,33 @@ async def test_entry_script_migrates_and_then_serve_stops_plainly_without_slack_
     assert code == 2 and "cannot serve Slack yet" in no_args_output
 
 
-async def test_entry_script_stops_when_migrations_fail(tmp_path):
-    env = clean_env(DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
-    code, output = await run(["sh", str(ENTRY_SCRIPT), "serve"], env, tmp_path)
-    assert code != 0
-    assert "cannot serve Slack yet" not in output  # `set -e`: serve never ran
+async def test_serve_in_the_container_migrates_once_then_stops_plainly_when_slack_is_away(
+    tmp_path,
+):
+    """`serve` applies the migrations itself (logged once), then cannot reach Slack: one line,
+    exit status 2, no traceback."""
+    closed = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    free_port = closed.sockets[0].getsockname()[1]
+    closed.close()
+    await closed.wait_closed()
+    database = tmp_path / "ticketbot.db"
+    env = clean_env(
+        DATABASE_URL=f"sqlite+aiosqlite:///{database}",
+        SLACK_BOT_TOKEN="xoxb-1-2-3",
+        SLACK_SIGNING_SECRET="0123456789abcdef0123456789abcdef",
+        SLACK_API_URL=f"http://127.0.0.1:{free_port}/api/",
+        STAFF_CHANNEL_ID="CSTAFF0001",
+        MANAGER_CHANNEL_ID="CMANAGER01",
+        SLACK_START_ATTEMPTS="1",
+        PORT="0",
+    )
+    code, output = await run(["sh", str(ENTRY_SCRIPT)], env, tmp_path)
+    assert code == 2, output
+    assert "Traceback" not in output
+    assert output.count("Running upgrade  -> 0001") == 1, output
+    tables = set(inspect(create_engine(f"sqlite:///{database}")).get_table_names())
+    assert {"tickets", "alembic_version"} <= tables
+    assert "ticketbot did not start: cannot reach Slack at" in output
 
 
 async def test_healthcheck_command_passes_against_the_running_bot_and_fails_without_it(

@@ -143,3 +143,31 @@ def test_redacting_filter_scrubs_extras_and_arguments():
     RedactingFilter().filter(record)
     assert record.getMessage() == "token [redacted]"
     assert record.extra_field == "[redacted]"
+
+
+def test_a_secret_is_redacted_as_a_whole_value_never_inside_ordinary_words():
+    secret = "8f14e45fceea167a5a36dedd4bea2543"
+    record = logging.makeLogRecord(
+        {
+            "msg": "Context impl SQLiteImpl; signing with %s; url=https://x/?s=%s&n=1",
+            "args": (secret, secret),
+            "note": f"secret:{secret}",
+        }
+    )
+    RedactingFilter(secrets=(secret, "n", "Context")).filter(record)
+    assert record.getMessage() == (
+        "[redacted] impl SQLiteImpl; signing with [redacted]; url=https://x/?s=[redacted]&[redacted]=1"
+    )
+    assert record.note == "secret:[redacted]"
+
+
+def test_a_secret_inside_a_longer_token_is_not_cut_out_of_it():
+    record = logging.makeLogRecord({"msg": "ids abc123 xabc123 abc123x abc123-4 abc123"})
+    RedactingFilter(secrets=("abc123",)).filter(record)
+    assert record.getMessage() == "ids [redacted] xabc123 abc123x abc123-4 [redacted]"
+
+
+def test_slack_tokens_are_redacted_whole_but_not_when_they_are_part_of_a_word():
+    record = logging.makeLogRecord({"msg": "token xoxb-1-2-abc, word fooxoxb-1 kept"})
+    RedactingFilter().filter(record)
+    assert record.getMessage() == "token [redacted], word fooxoxb-1 kept"
