@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     role_set = role_commands.add_parser("set", help="set a user's role")
     role_set.add_argument("slack_user_id")
     role_set.add_argument("role", choices=["customer", "corporate", "agent", "manager", "admin"])
+    from bot.cli_companies import add_parser as add_companies_parser
+
+    add_companies_parser(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -109,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.cli import roles_command
 
         return asyncio.run(roles_command(settings, args))
+    if command == "companies":
+        from bot.cli_companies import companies_command
+
+        return asyncio.run(companies_command(settings, args))
     if command == "check":
         from bot.cli import check_command
 

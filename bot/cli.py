@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bot.cli_companies import reserved_channel_problems
 from bot.notify import slack_error_code
 from bot.settings import BotSettings
 from core import admin
@@ -83,6 +84,7 @@ async def check_command(settings: BotSettings) -> int:
         mode = "Socket Mode" if settings.socket_mode else "HTTP mode"
         print(f"ok   configuration complete ({mode})")
     problems += await _check_database(settings)
+    problems += await reserved_channel_problems(settings)
     if settings.slack_bot_token is not None:
         problems += await _check_slack(settings)
     for problem in problems:

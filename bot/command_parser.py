@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot import desk_parser
 from core.enums import Priority, Role, Status
 from core.errors import ValidationFailed
 from core.tickets import TicketFilters, UserRef
@@ -131,6 +132,7 @@ Command = (
     | SetPriority
     | SetActive
     | Sla
+    | desk_parser.DeskCommand
 )
 
 
@@ -352,4 +354,6 @@ _VERBS = {
     "priority": _priority,
     "user": _user,
     "sla": _sla,
+    "company": desk_parser.parse_company,
+    "channel": desk_parser.parse_channel,
 }

@@ -13,6 +13,7 @@ from bot import command_parser as cp
 from bot.blocks import messages, modals
 from bot.blocks.text import escape, single_line
 from bot.ids import COMMAND
+from bot.listeners import desk
 from bot.listeners.common import resolve_user
 from bot.listeners.registry import Registry
 from bot.payloads import CreateTicketPayload
@@ -316,3 +317,4 @@ HANDLERS: dict[type, Any] = {
     cp.SetActive: _active,
     cp.Sla: _sla,
 }
+HANDLERS.update(desk.HANDLERS)
