@@ -13,10 +13,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import notify, staff_channel
+from bot import connect, notify, staff_channel
 from bot.blocks import home, messages
 from bot.errors import Place, Surface, show_error
 from bot.ids import NOTE_REACTION, REPLY_MARKER, REPLY_REACTION
+from bot.listeners import channels as customer_channels
 from bot.listeners.registry import Registry
 from bot.runtime import Runtime
 from core import chat, replies, tickets
@@ -143,11 +144,13 @@ async def _route_message(runtime: Runtime, event: dict[str, Any]) -> None:
         if event.get("channel_type") == "im":
             text, blocks = messages.dm_guidance()
             await notify.post(runtime, channel=channel, text=text, blocks=blocks)
+        else:
+            await customer_channels.top_level_message(runtime, event)
         return
     owner = await chat.owner_of_thread(runtime.core, channel_id=channel, ts=thread_ts)
     if owner is None:
         return
-    actor = await runtime.identity.resolve(user_id)
+    actor = await connect.resolve_in_channel(runtime, user_id, channel)
     text = str(event.get("text") or "")
     if owner.audience is Audience.STAFF:
         await _staff_thread_message(runtime, owner, actor, channel, ts, thread_ts, text)
@@ -240,13 +243,14 @@ async def _on_edit(runtime: Runtime, event: dict[str, Any]) -> None:
         return
     reply_id = await chat.reply_of_message(runtime.core, channel_id=channel, ts=ts)
     if reply_id is None:
+        await customer_channels.request_edited(runtime, event)
         return
     previous = (event.get("previous_message") or {}).get("text")
     text = str(message.get("text") or "")
     if previous == text:
         return  # unfurls and reactions also arrive as message_changed
     _, body = split_marker(text)
-    actor = await runtime.identity.resolve(user_id)
+    actor = await connect.resolve_in_channel(runtime, user_id, channel)
     try:
         await replies.edit_reply(runtime.core, actor_id=actor.id, reply_id=reply_id, body=body)
     except DomainError as error:
@@ -271,8 +275,9 @@ async def _on_delete(runtime: Runtime, event: dict[str, Any]) -> None:
         return
     reply_id = await chat.reply_of_message(runtime.core, channel_id=channel, ts=ts)
     if reply_id is None:
+        await customer_channels.request_deleted(runtime, event)
         return
-    actor = await runtime.identity.resolve(user_id)
+    actor = await connect.resolve_in_channel(runtime, user_id, channel)
     try:
         await replies.delete_reply(runtime.core, actor_id=actor.id, reply_id=reply_id)
     except DomainError as error:
