@@ -214,9 +214,11 @@ async def test_the_channel_company_sees_its_tickets_and_another_company_does_not
     # Alice (Acme by her email domain) did not ask, but it is her company's ticket.
     assert "dashboard numbers" in await run(stage, CUSTOMER, "mine")
     assert "dashboard numbers" in await run(stage, CUSTOMER, f"show {row.number}")
+    assert (await run(stage, CUSTOMER, "search dashboard numbers")).startswith("1 result")
     # Bob (Beta) gets the answer a missing ticket gets.
     assert "NOT_FOUND" in await run(stage, CUSTOMER_2, f"show {row.number}")
     assert "dashboard numbers" not in await run(stage, CUSTOMER_2, "mine")
+    assert (await run(stage, CUSTOMER_2, "search dashboard numbers")).startswith("0 results")
     # Alice may read it, not close someone else's request.
     alice = await user(stage, CUSTOMER)
     choices = await tickets.allowed_transitions(
