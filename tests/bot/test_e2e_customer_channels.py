@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import BotServer, StartupError
-from core import companies, tickets
+from core import companies, replies, tickets
 from core.enums import Role, Status
-from core.models import Ticket, User
+from core.models import ChatThread, OutboxMessage, Ticket, User
 from devslack.connect import add_external_user, add_shared_channel, reacts, writes
 from devslack.server import StoredMessage
 from devslack.stage import (
@@ -282,3 +282,70 @@ async def test_a_request_withdrawn_before_any_answer_closes_its_ticket(stage):
     await stage.act(deleted(stage, request))
     [row] = await ticket_rows(stage)
     assert row.status == Status.CLOSED.value
+
+
+# ------------------------------------------------------------------------------ companies
+
+
+async def test_admins_manage_companies_from_slack_and_others_are_refused(stage):
+    added = await run(stage, ADMIN, "company add Acme Corp example.com")
+    assert "Company *Acme Corp* added (example.com)" in added
+    assert "1 person without a company joined it" in added  # Alice, seen when the stage began
+    assert "FORBIDDEN" in await run(stage, AGENT, "company add Beta example.org")
+    assert "VALIDATION" in await run(stage, ADMIN, "company add Beta bad_domain.example")
+    assert "Usage" in await run(stage, ADMIN, "company frobnicate")
+    domain = await run(stage, ADMIN, "company domain add Acme Corp acme.example")
+    assert "now has the domain acme.example" in domain
+    assert "NOT_FOUND" in await run(stage, ADMIN, "company domain add Nowhere x.example")
+    await run(stage, ADMIN, f"role <@{AGENT.user_id}|dana> corporate")
+    granted = await run(stage, ADMIN, f"company grant <@{AGENT.user_id}|dana> Acme Corp")
+    assert "now covers *Acme Corp*" in granted
+    shown = await run(stage, ADMIN, "company show acme corp")
+    assert "acme.example, example.com" in shown and f"<@{AGENT.user_id}>" in shown
+    assert "*Open tickets:* 0" in shown
+    assert "Acme Corp" in await run(stage, AGENT, "company list")
+    revoked = await run(stage, ADMIN, f"company revoke <@{AGENT.user_id}|dana> Acme Corp")
+    assert "no longer covers" in revoked
+    removed = await run(stage, ADMIN, "company domain remove Acme Corp acme.example")
+    assert "no longer has the domain acme.example" in removed
+
+
+async def test_corporate_staff_covering_the_company_see_its_channel_tickets(stage):
+    await acme(stage)
+    await say(stage, ERIN, "Our webhooks stopped firing overnight")
+    [row] = await ticket_rows(stage)
+    await run(stage, ADMIN, f"role <@{CUSTOMER_2.user_id}|bob> corporate")
+    bob = await user(stage, CUSTOMER_2)
+    assert "NOT_FOUND" in await run(stage, CUSTOMER_2, f"show {row.number}")
+    await companies.grant_coverage(
+        stage.runtime.core, actor_id=(await user(stage, ADMIN)).id, company="Acme", user_id=bob.id
+    )
+    assert "webhooks stopped firing" in await run(stage, CUSTOMER_2, f"show {row.number}")
+
+
+async def test_a_staff_message_is_never_posted_into_a_customer_channel(stage):
+    """Delivery checks the channel itself: a staff thread recorded in a customer channel (a
+    stale row, a bug) gets nothing posted there, and the message fails."""
+    await acme(stage)
+    await say(stage, ERIN, "Billing address cannot be saved")
+    [row] = await ticket_rows(stage)
+    request = stage.fake.messages(ACME_CHANNEL)[0]
+    [answer] = bot_replies(stage, ACME_CHANNEL, request.ts)
+    async with stage.runtime.core.db.transaction() as session:
+        thread = await session.get(ChatThread, (row.id, "staff"))
+        assert thread is not None
+        thread.channel_id, thread.ts = ACME_CHANNEL, answer.ts
+    note = stage.unique("Internal: customer is on the watch list")
+    agent = await user(stage, AGENT)
+    await replies.add_reply(
+        stage.runtime.core, actor_id=agent.id, ticket=row.number, body=note, internal=True
+    )
+    await stage.settle()
+    assert note not in "\n".join(m.text_content for m in stage.fake.messages(ACME_CHANNEL))
+    async with stage.runtime.core.db.transaction() as session:
+        failed = await session.scalar(
+            select(OutboxMessage).where(
+                OutboxMessage.ticket_id == row.id, OutboxMessage.failed_at.is_not(None)
+            )
+        )
+    assert failed is not None and "customer channel" in (failed.last_error or "")
