@@ -20,9 +20,7 @@ def channel_confirmation(ticket: TicketView) -> Message:
     """The bot's answer in the thread of the message that raised `ticket` in a channel."""
     who = user_mention(ticket.customer.slack_user_id, name=ticket.customer.display_name)
     blocks: list[Json] = [
-        section(
-            f":white_check_mark: {who}, we received your request: ticket {labels.ref(ticket)}."
-        ),
+        section(f":white_check_mark: {who}, we received your request: ticket {labels.ref(ticket)}"),
         section(fields=[f"*Status*\n{labels.status_label(ticket.status)}"]),
         section(
             "Our support team answers *in this thread*. Reply here to add information; "
