@@ -7,6 +7,7 @@ customers."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from core import companies, replies, tickets
 from core.enums import Role, Status
 from core.models import ChatThread, OutboxMessage, Ticket, User
 from devslack.connect import add_external_user, add_shared_channel, reacts, writes
+from devslack.leaks import scan_for_leaks
 from devslack.server import StoredMessage
 from devslack.stage import (
     ADMIN,
@@ -349,3 +351,60 @@ async def test_a_staff_message_is_never_posted_into_a_customer_channel(stage):
             )
         )
     assert failed is not None and "customer channel" in (failed.last_error or "")
+
+
+async def test_the_requester_closes_with_the_button_in_the_thread_and_a_colleague_cannot(stage):
+    await acme(stage)
+    request = await say(stage, ERIN, "Please cancel our extra seat")
+    [answer] = bot_replies(stage, ACME_CHANNEL, request.ts)
+    # Alice (same company) may read it but is offered nothing to change.
+    before = len(stage.fake.views_opened(CUSTOMER.user_id))
+    await stage.act(
+        stage.user(CUSTOMER).click("ticket_status_open", message=answer, channel_id=ACME_CHANNEL)
+    )
+    offered = stage.fake.views_opened(CUSTOMER.user_id)[before:]
+    assert all("closed" not in json.dumps(v.view) for v in offered)
+    # Erin, of Acme's own workspace, closes her request from the thread.
+    await stage.act(
+        stage.user(ERIN).click("ticket_status_open", message=answer, channel_id=ACME_CHANNEL)
+    )
+    view = stage.fake.views_opened(ERIN)[-1]
+    response = await stage.act(
+        stage.user(ERIN).submit(view.to_api(), {"status_block": {"status": "closed"}})
+    )
+    assert response.status == 200 and "errors" not in response.body
+    [row] = await ticket_rows(stage)
+    assert row.status == Status.CLOSED.value
+
+
+async def test_a_channel_with_intake_off_takes_no_requests_but_its_threads_still_work(stage):
+    await acme(stage)
+    request = await say(stage, ERIN, "Our SAML certificate expires next week")
+    await run(stage, ADMIN, "channel intake off", channel=ACME_CHANNEL)
+    await say(stage, ERIN, "Also, can we add two more admins?")
+    [row] = await ticket_rows(stage)
+    await say(stage, ERIN, "The new certificate is attached now", thread_ts=request.ts)
+    assert "The new certificate is attached" in staff_thread_texts(stage, row.number)
+    listed = await run(stage, ADMIN, "channel list")
+    assert "*Acme*: takes no requests" in listed
+    assert "is no longer a customer channel" in await run(
+        stage, ADMIN, f"channel unlink <#{ACME_CHANNEL}|acme-support>"
+    )
+
+
+async def test_the_leak_scan_counts_private_customer_channels_as_read_by_customers(stage):
+    """A private channel is a staff surface for the scan unless it is linked or has a member
+    of another organisation: a note there is then a leak."""
+    await acme(stage)
+    stage.fake.channels[ACME_CHANNEL].shared_with.clear()
+    stage.fake.channels[ACME_CHANNEL].is_private = True
+    stage.fake.add_channel("CPARTNER01", "partners", members=[AGENT.user_id, ERIN])
+    note = stage.unique("Internal: do not offer them the discount")
+    stage.fake.record_intent(AGENT.user_id, note, internal=True)
+    found: list[str] = []
+    for channel in (ACME_CHANNEL, "CPARTNER01"):
+        leaked = stage.fake.post_as_user(channel, AGENT.user_id, note)
+        found += [leak.where for leak in await scan_for_leaks(stage.runtime.core, stage.fake)]
+        stage.fake._messages[channel].remove(leaked)  # (so that the scenario's own scan passes)
+    assert any("customer channel" in w and ACME_CHANNEL in w for w in found)
+    assert any("customer channel" in w and "CPARTNER01" in w for w in found)
