@@ -408,3 +408,19 @@ async def test_the_leak_scan_counts_private_customer_channels_as_read_by_custome
         stage.fake._messages[channel].remove(leaked)  # (so that the scenario's own scan passes)
     assert any("customer channel" in w and ACME_CHANNEL in w for w in found)
     assert any("customer channel" in w and "CPARTNER01" in w for w in found)
+
+
+async def test_a_public_reply_from_the_reply_form_reaches_the_customer_thread(stage):
+    await acme(stage)
+    request = await say(stage, ERIN, "Our API keys were rotated without notice")
+    card = staff_cards(stage)[-1]
+    await stage.act(
+        stage.user(AGENT).click("ticket_reply_open", message=card, channel_id=STAFF_CHANNEL)
+    )
+    view = stage.fake.views_opened(AGENT.user_id)[-1]
+    text = stage.unique("The rotation was scheduled maintenance; new keys are in your console")
+    values = {"body_block": {"body": text}, "visibility_block": {"visibility": "public"}}
+    response = await stage.act(stage.user(AGENT).submit(view.to_api(), values))
+    assert "errors" not in response.json
+    thread = "\n".join(m.text_content for m in bot_replies(stage, ACME_CHANNEL, request.ts))
+    assert text in thread
