@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     role_set.add_argument("role", choices=["customer", "corporate", "agent", "manager", "admin"])
     add_audit_parser(commands)
+    from bot.cli_companies import add_parser as add_companies_parser
+
+    add_companies_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "help":
         return show_help(parser, commands, args.topic)
@@ -127,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.cli import roles_command
 
         return asyncio.run(roles_command(settings, args))
+    if command == "companies":
+        from bot.cli_companies import companies_command
+
+        return asyncio.run(companies_command(settings, args))
     if command == "check":
         from bot.cli import check_command
 

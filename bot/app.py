@@ -23,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 
+from bot import channel_guard, connect
 from bot.delivery import OutboxWorker
 from bot.errors import Place, remember_message_thread, report_error, show_error
 from bot.http_limits import BodyRefused, ConnectionGuard
@@ -107,7 +108,12 @@ def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Regist
                 return BoltResponse(status=400, body="the request names no user")
             return await next()
         try:
-            context["actor"] = await runtime.identity.resolve(context.user_id)
+            context["actor"] = await connect.resolve_in_channel(
+                runtime,
+                context.user_id,
+                context.channel_id,
+                form=body.get("type") == "view_submission",
+            )
         except DomainError as error:
             view = body.get("view")
             if body.get("type") == "view_submission" and isinstance(view, dict):
@@ -258,6 +264,13 @@ class BotServer:
         runtime.metrics = self.metrics
         self.metrics.watch_in_flight(lambda: runtime.in_flight)
         self.runtime = runtime
+        reserved = await channel_guard.reserved_channel_problem(
+            runtime.core,
+            staff_channel_id=self.settings.staff_channel_id,
+            manager_channel_id=self.settings.manager_channel_id,
+        )
+        if reserved:
+            raise StartupError(reserved + ".")
         await self.check_slack(runtime)
         self.app, self.registry = build_app(self.settings, runtime)
         web_app = web.Application(middlewares=[self.http_guard.middleware])

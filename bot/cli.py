@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.blocks.audit import plain_lines
+from bot.cli_companies import reserved_channel_problems
 from bot.notify import slack_error_code
 from bot.operator_input import OperatorInputError, point_in_time, slack_user_id
 from bot.settings import BotSettings
@@ -102,6 +103,7 @@ async def check_command(settings: BotSettings, problems: list[str] | None = None
         mode = "Socket Mode" if settings.socket_mode else "HTTP mode"
         print(f"ok   configuration complete ({mode})")
     problems += await _check_database(settings)
+    problems += await reserved_channel_problems(settings)
     if settings.slack_bot_token is not None:
         problems += await _check_slack(settings)
     for problem in problems:

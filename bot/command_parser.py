@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot import desk_parser
 from core.enums import Priority, Role, Status
 from core.errors import ValidationFailed
 from core.tickets import TicketFilters, UserRef
@@ -138,6 +139,7 @@ Command = (
     | SetActive
     | Sla
     | AuditLog
+    | desk_parser.DeskCommand
 )
 
 
@@ -368,4 +370,6 @@ _VERBS = {
     "user": _user,
     "sla": _sla,
     "audit": _audit,
+    "company": desk_parser.parse_company,
+    "channel": desk_parser.parse_channel,
 }

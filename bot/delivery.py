@@ -21,7 +21,9 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
+from bot import channel_guard
 from bot.blocks import cards, messages, staff_channel
+from bot.blocks import channels as channel_blocks
 from bot.ids import EVENT_METADATA_TYPE
 from bot.notify import is_rate_limited, retry_after_seconds, slack_error_code
 from bot.runtime import Runtime
@@ -318,6 +320,8 @@ class OutboxWorker:
         thread_ts: str | None = None,
     ) -> ChatRef:
         """chat.postMessage, unless an earlier attempt of this outbox message already posted."""
+        if await channel_guard.staff_message_to_customer_channel(self.core, message, channel):
+            raise PermanentFailure("refused to post a staff message into a customer channel")
         if message.attempts > 1:
             earlier = await self._find_posted(message, channel=channel, thread_ts=thread_ts)
             if earlier is not None:
@@ -384,6 +388,14 @@ class OutboxWorker:
         ticket = await self._customer_may_see(message)
         if ticket is None:
             return NOT_FOR_RECIPIENT
+        rooted = await chat.thread_of(self.core, ticket_id=ticket.id, audience=Audience.CUSTOMER)
+        if rooted is not None:
+            # Raised by a message in a channel: its thread is the conversation; answer there.
+            text, blocks = channel_blocks.channel_confirmation(ticket)
+            ref = await self._post(
+                message, channel=rooted.channel_id, text=text, blocks=blocks, thread_ts=rooted.ts
+            )
+            return Delivered({"ts": ref.ts})
         channel = await self._dm_channel(ticket.customer.slack_user_id)
         text, blocks = messages.customer_confirmation(ticket)
         ref = await self._post(message, channel=channel, text=text, blocks=blocks)

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -31,6 +32,18 @@ log = logging.getLogger("bot.identity")
 LOOKUP_TIMEOUT_SECONDS = 1.5
 # User ids (U…, or W… on Enterprise Grid) are short upper-case alphanumerics; USLACKBOT too.
 _SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
+
+
+class OtherWorkspace(Forbidden):
+    """The person belongs to another organisation (Slack Connect): refused here, served only
+    in customer channels (bot.connect), with the profile users.info gave."""
+
+    def __init__(self, profile: dict[str, Any]) -> None:
+        super().__init__(
+            "The support desk only serves members of this workspace here: ask in your "
+            "company's shared support channel."
+        )
+        self.profile = profile
 
 
 @dataclass
@@ -138,8 +151,8 @@ class IdentityResolver:
             raise Forbidden("Bots cannot use the support desk.")
         team = profile.get("team_id")
         if self.team_id and team and team != self.team_id:
-            # Slack Connect: people from other workspaces in a shared channel are not served.
-            raise Forbidden("The support desk only serves members of this workspace.")
+            # Slack Connect: people from other workspaces are served in customer channels only.
+            raise OtherWorkspace(dict(profile))
         info = profile.get("profile") or {}
         name = (
             info.get("display_name")

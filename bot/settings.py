@@ -68,6 +68,17 @@ class BotSettings(CoreSettings):
         description="largest file copied between a customer's and the staff thread; a larger "
         "one is announced by name and size instead",
     )
+    channel_group_seconds: float = Field(
+        120,
+        ge=0,
+        description="consecutive messages by one person in a customer channel "
+        "within this time join the ticket they just opened",
+    )
+    ticket_reaction: str = Field(
+        "ticket",
+        description="the emoji (name without colons) that raises a ticket from a "
+        "message in a channel that is not linked (linked channels have their own)",
+    )
     staff_channel_recheck_seconds: float = Field(
         60,
         gt=0,

@@ -45,7 +45,12 @@ class Actor:
             return True
         if self.role is Role.CORPORATE:
             return ticket.company_id is not None and ticket.company_id in self.company_ids
-        return ticket.customer_id == self.user.id
+        if ticket.customer_id == self.user.id:
+            return True
+        # A ticket raised in a customer channel belongs to the channel's company.
+        return bool(ticket.shared_with_company) and (
+            self.user.company_id is not None and ticket.company_id == self.user.company_id
+        )
 
     def covers_company(self, company_id: int | None) -> bool:
         """Whether a staff actor's scope includes a company (global staff: every company)."""
@@ -66,7 +71,11 @@ class Actor:
             if not self.company_ids:
                 return false()
             return alive & Ticket.company_id.in_(sorted(self.company_ids))
-        return alive & (Ticket.customer_id == self.user.id)
+        own = Ticket.customer_id == self.user.id
+        if self.user.company_id is None:
+            return alive & own
+        company = Ticket.shared_with_company.is_(True) & (Ticket.company_id == self.user.company_id)
+        return alive & (own | company)
 
 
 async def company_scope(session: AsyncSession, user: User) -> frozenset[int]:

@@ -46,6 +46,7 @@ async def change_role(core: Core, *, actor_id: int, user_id: int, role: Role | s
     async with core.db.transaction() as session:
         actor = await _admin(session, actor_id, "user.role")
         user = await _user(session, user_id)
+        _guests_stay_customers(user, new_role)
         if user.role == new_role.value:
             return user_view(user)
         if user.role == Role.ADMIN.value:
@@ -90,6 +91,8 @@ async def set_role_as_operator(core: Core, *, slack_user_id: str, role: Role | s
     async with core.db.transaction() as session:
         user = await session.scalar(select(User).where(User.slack_user_id == slack_user_id))
         now = core.clock.now()
+        if user is not None:
+            _guests_stay_customers(user, new_role)
         if user is None:
             user = User(
                 slack_user_id=slack_user_id,
@@ -115,6 +118,16 @@ async def set_role_as_operator(core: Core, *, slack_user_id: str, role: Role | s
         user.updated_at = now
         await release_assignments(session, user, actor_id=None, now=now)
         return user_view(user)
+
+
+def _guests_stay_customers(user: User, role: Role) -> None:
+    """Someone of another organisation (Slack Connect) is only ever a customer."""
+    if user.chat_team_id is not None and role is not Role.CUSTOMER:
+        raise ValidationFailed(
+            f"{user.display_name} belongs to another organisation (Slack Connect) and can only "
+            "be a customer.",
+            field="role",
+        )
 
 
 async def set_active(core: Core, *, actor_id: int, user_id: int, active: bool) -> UserView:

@@ -89,6 +89,9 @@ class User(Base):
     # The chat platform's verdict (the account was deleted or deactivated there), kept apart
     # from `is_active` and refreshed from the profile. Either one stops the user.
     chat_account_deleted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Slack Connect: the other organisation's team id of a person from another workspace
+    # (None for members of the app's own); such a person is only ever a customer.
+    chat_team_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"))
     updated_at: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"))
 
@@ -171,6 +174,9 @@ class Ticket(Base):
     sla_breach_at: Mapped[datetime | None]
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     version: Mapped[int] = mapped_column(Integer, server_default="1")
+    # Raised in a customer channel: every customer of its company may see it, not only its
+    # requester (core.access).
+    shared_with_company: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -406,3 +412,39 @@ class ChatSurface(Base):
     unsafe_since: Mapped[datetime | None]
     # When the check recorded here was made: an older observation never overwrites a newer one.
     checked_at: Mapped[datetime]
+
+
+INTAKE_MODES = ("message", "reaction", "off")
+
+
+class ChannelLink(Base):
+    """A chat channel where a company's people ask for help (core.channels)."""
+
+    __tablename__ = "channel_links"
+    __table_args__ = (CheckConstraint(_in("intake", INTAKE_MODES), name="intake"),)
+
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    company_id: Mapped[int] = mapped_column(
+        ForeignKey("companies.id", ondelete="CASCADE"), index=True
+    )
+    intake: Mapped[str] = mapped_column(String(16), server_default="message")
+    reaction: Mapped[str] = mapped_column(String(100), server_default="ticket")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+
+
+class ChannelRequest(Base):
+    """A top-level channel message that opened a ticket (`opened`) or joined the one its
+    author had just opened: one ticket per message, whoever delivers or reacts to it again."""
+
+    __tablename__ = "channel_requests"
+    __table_args__ = (Index("ix_channel_requests_channel_created", "channel_id", "created_at"),)
+
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ts: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ticket_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), index=True
+    )
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    opened: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]

@@ -43,6 +43,7 @@ from core.clock import FrozenClock
 from core.enums import Priority, SlaThreshold, Status
 from core.models import Reply, SlaTimer, Ticket
 from core.results import TicketView
+from devslack.demo_channels import customer_channel_act
 from devslack.leaks import Leak, customer_ids, scan_for_leaks
 from devslack.server import FakeView, StoredMessage
 from devslack.stage import (
@@ -255,7 +256,7 @@ class Facts:
 class Story:
     """The scripted support story, step by step, against a running Stage."""
 
-    STEPS = 6
+    STEPS = 7
 
     def __init__(self, stage: Stage, clock: FrozenClock, out: Output) -> None:
         self.stage = stage
@@ -391,6 +392,7 @@ class Story:
         await self.customer_answers()
         await self.unanswered_ticket_alerts_manager()
         await self.agent_closes_ticket()
+        await customer_channel_act(self, 7)
 
     async def customer_opens_ticket(self) -> None:
         self.step(1, "Alice opens a ticket")

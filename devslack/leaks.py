@@ -25,6 +25,7 @@ from core.access import actor_of
 from core.context import Core
 from core.enums import Audience, Role
 from core.models import AuditEntry, ChatThread, Reply, ReplyEdit, Ticket, User
+from devslack.connect import customer_channel_items
 from devslack.file_leaks import internal_file_leaks
 from devslack.server import FakeSlack, FakeView, VisibleItem
 
@@ -118,6 +119,7 @@ async def _note_leaks(core: Core, fake: FakeSlack) -> list[Leak]:
         for u in await customer_ids(core, fake)
     }  # (what a person wrote themselves they have seen anyway)
     audiences["a non-private channel"] = fake.visible_publicly()
+    audiences["a customer channel"] = await customer_channel_items(core, fake)
     for where, items in audiences.items():
         for item in items:
             for note in notes:

@@ -554,6 +554,10 @@ def help_text(*, staff: bool, admin: bool, manager: bool = False) -> str:
             "`/ticket category deactivate <name>` — retire a category (tickets keep it)",
             "`/ticket user deactivate @user` / `user activate @user` — stop or restore someone's "
             "access (deactivating unassigns their tickets)",
+            "`/ticket company add|list|show|domain|grant|revoke …` — companies, their email "
+            "domains and corporate staff (`/ticket company` for the details)",
+            "`/ticket channel link|unlink|intake|list …` — customer channels: requests become "
+            "tickets there (`/ticket channel` for the details)",
         ]
     return "\n".join(lines)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, commands, events, shortcuts, submissions
+from bot.listeners import actions, channels, commands, events, shortcuts, submissions
 from bot.listeners.registry import Registry
 from bot.runtime import Runtime
 
@@ -17,4 +17,5 @@ def register_listeners(app: AsyncApp, runtime: Runtime) -> Registry:
     submissions.register(app, runtime, registry)
     shortcuts.register(app, runtime, registry)
     events.register(app, runtime, registry)
+    channels.register(app, runtime, registry)
     return registry

@@ -14,6 +14,7 @@ from bot.blocks import audit as audit_blocks
 from bot.blocks import messages, modals
 from bot.blocks.text import escape, single_line
 from bot.ids import COMMAND
+from bot.listeners import desk
 from bot.listeners.common import resolve_user
 from bot.listeners.registry import Registry
 from bot.payloads import CreateTicketPayload
@@ -334,3 +335,4 @@ HANDLERS: dict[type, Any] = {
     cp.Sla: _sla,
     cp.AuditLog: _audit,
 }
+HANDLERS.update(desk.HANDLERS)

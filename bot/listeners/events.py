@@ -13,11 +13,12 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import notify, staff_channel
+from bot import connect, notify, staff_channel
 from bot.blocks import home, messages
 from bot.errors import Place, Surface, show_error
 from bot.ids import NOTE_REACTION, REPLY_MARKER, REPLY_REACTION
 from bot.incoming import read_message, written_by_person
+from bot.listeners import channels as customer_channels
 from bot.listeners.registry import Registry
 from bot.runtime import Runtime
 from bot.shared_files import shared_files
@@ -146,11 +147,13 @@ async def _route_message(runtime: Runtime, event: dict[str, Any]) -> None:
         if event.get("channel_type") == "im":
             text, blocks = messages.dm_guidance()
             await notify.post(runtime, channel=channel, text=text, blocks=blocks)
+        else:
+            await customer_channels.top_level_message(runtime, event)
         return
     owner = await chat.owner_of_thread(runtime.core, channel_id=channel, ts=thread_ts)
     if owner is None:
         return
-    actor = await runtime.identity.resolve(user_id)
+    actor = await connect.resolve_in_channel(runtime, user_id, channel)
     text = await read_message(runtime, event)
     files = shared_files(event)
     if owner.audience is Audience.STAFF:
@@ -249,12 +252,13 @@ async def _on_edit(runtime: Runtime, event: dict[str, Any]) -> None:
         return
     reply_id = await chat.reply_of_message(runtime.core, channel_id=channel, ts=ts)
     if reply_id is None:
+        await customer_channels.request_edited(runtime, event)
         return
     text = await read_message(runtime, message)
     if await read_message(runtime, event.get("previous_message") or {}) == text:
         return  # unfurls and reactions also arrive as message_changed
     _, body = split_marker(text)
-    actor = await runtime.identity.resolve(user_id)
+    actor = await connect.resolve_in_channel(runtime, user_id, channel)
     try:
         await replies.edit_reply(runtime.core, actor_id=actor.id, reply_id=reply_id, body=body)
     except DomainError as error:
@@ -280,8 +284,9 @@ async def _on_delete(runtime: Runtime, event: dict[str, Any]) -> None:
         return
     reply_id = await chat.reply_of_message(runtime.core, channel_id=channel, ts=ts)
     if reply_id is None:
+        await customer_channels.request_deleted(runtime, event)
         return
-    actor = await runtime.identity.resolve(user_id)
+    actor = await connect.resolve_in_channel(runtime, user_id, channel)
     try:
         await replies.delete_reply(runtime.core, actor_id=actor.id, reply_id=reply_id)
     except DomainError as error:

@@ -93,7 +93,15 @@ def _search_scope(actor: Actor) -> ColumnElement[bool]:
         if not actor.company_ids:
             return false()
         return _SEARCH.c.company_id.in_(sorted(actor.company_ids))
-    return _SEARCH.c.customer_id == actor.user.id
+    own = _SEARCH.c.customer_id == actor.user.id
+    company = actor.user.company_id
+    if company is None:
+        return own
+    # Tickets raised in the company's customer channels (Ticket.shared_with_company).
+    shared = select(Ticket.number).where(
+        Ticket.shared_with_company.is_(True), Ticket.company_id == company
+    )
+    return own | ((_SEARCH.c.company_id == company) & _SEARCH.c.number.in_(shared))
 
 
 class PostgresSearch(SearchEngine):

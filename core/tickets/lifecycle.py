@@ -74,6 +74,7 @@ async def update_ticket(
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
         row = await load_ticket(session, actor, ticket, for_update=True)
+        require_requester_or_staff(actor, row, "ticket.update")
         require_open_for_changes(row)
         now = core.clock.now()
         reprioritised = level is not None and await _set_priority(
@@ -176,7 +177,8 @@ async def allowed_transitions(core: Core, *, actor_id: int, ticket: TicketRef) -
         actor = await load_actor(session, actor_id)
         row = await load_ticket(session, actor, ticket)
         current = Status(row.status)
-        targets = tuple(s for s in TRANSITIONS if _may_move(actor, current, s))
+        own = actor.is_staff or row.customer_id == actor.id
+        targets = tuple(s for s in TRANSITIONS if own and _may_move(actor, current, s))
         return StatusChoices(
             ticket=await repository.ticket_view(session, row),
             targets=targets,
@@ -218,6 +220,18 @@ def needs_reason(actor: Actor, row: Ticket, target: Status) -> bool:
     return target is Status.CLOSED and row.customer_id != actor.id
 
 
+def require_requester_or_staff(actor: Actor, row: Ticket, action: str) -> None:
+    """A customer changes only the tickets they asked for: a ticket of their company's
+    customer channel is visible to them, not theirs to change."""
+    if not actor.is_staff and row.customer_id != actor.id:
+        raise denied(
+            actor,
+            action,
+            "Only the person who asked for this ticket, or support staff, can change it.",
+            ticket=row.number,
+        )
+
+
 def _customer_may(current: Status, target: Status) -> bool:
     """Customers may close their own ticket, and reopen it while it is only resolved."""
     return target is Status.CLOSED or (current is Status.RESOLVED and target is Status.OPEN)
@@ -232,6 +246,7 @@ def _may_move(actor: Actor, current: Status, target: Status) -> bool:
 
 def _check_transition(actor: Actor, row: Ticket, target: Status) -> None:
     """Raise the error that says why `_may_move` refuses (nothing when it allows)."""
+    require_requester_or_staff(actor, row, "ticket.status")
     current = Status(row.status)
     if _may_move(actor, current, target):
         return

@@ -85,13 +85,15 @@ async def list_tickets(
 async def my_tickets(
     core: Core, *, actor_id: int, open_only: bool = False, page: int = 1, page_size: int = 20
 ) -> Page[TicketView]:
-    """Customers: the tickets they requested. Staff: the tickets assigned to them."""
+    """Customers: the tickets they requested, and those raised in their company's customer
+    channels. Staff: the tickets assigned to them."""
     page = positive_int(page, field="page")
     page_size = positive_int(page_size, field="page size", maximum=PAGE_SIZE_MAX)
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
-        mine = Ticket.customer_id if actor.role is Role.CUSTOMER else Ticket.assignee_id
-        conditions = [actor.visible_tickets(), mine == actor.id]
+        conditions = [actor.visible_tickets()]
+        if actor.role is not Role.CUSTOMER:  # (a customer's visible tickets are theirs)
+            conditions.append(Ticket.assignee_id == actor.id)
         if open_only:
             conditions.append(Ticket.status.not_in([Status.RESOLVED.value, Status.CLOSED.value]))
         return await _page(session, conditions, page=page, page_size=page_size)

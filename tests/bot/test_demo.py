@@ -58,7 +58,7 @@ async def test_demo_exits_non_zero_when_the_public_reply_does_not_reach_the_cust
     monkeypatch.setattr(demo, "REPLY_MARKER", "!repyl")
     assert await run_demo(quiet=True) == 1
     printed = capsys.readouterr()
-    assert "FAILED in step 3 of 6" in printed.err
+    assert "FAILED in step 3 of 7" in printed.err
     assert "public reply did not reach Alice" in printed.err
     assert CONFIRMATION not in printed.out
 

@@ -30,6 +30,9 @@ EVENT_SCOPES = {
     "group_left": {"groups:read"},
     "member_joined_channel": {"channels:read", "groups:read"},
     "member_left_channel": {"channels:read", "groups:read"},
+    # Customer channels: the reacted message is read back (history) from public and private
+    # channels, and a channel to be linked is looked up (conversations.info).
+    "reaction_added": {"reactions:read", "channels:history", "channels:read"},
 }
 
 
