@@ -12,7 +12,7 @@ from bot.settings import BotSettings
 from core import companies
 from core.context import Core
 from core.errors import DomainError, Unavailable
-from migrations import run_migrations
+from migrations import run_migrations, sqlite_path
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -88,7 +88,11 @@ async def _run(core: Core, args: argparse.Namespace) -> int:
 
 async def reserved_channel_problems(settings: BotSettings) -> list[str]:
     """`check`: the staff and manager channels must not be customer channels (a database
-    that cannot be reached is reported by the database check)."""
+    that cannot be reached is reported by the database check, and a SQLite file that does not
+    exist yet is not created by looking)."""
+    sqlite_file = sqlite_path(settings.database_url)
+    if sqlite_file is not None and not sqlite_file.exists():
+        return []
     core = Core.from_settings(settings)
     try:
         problem = await channel_guard.reserved_channel_problem(
