@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 
+from bot.cli_companies import add_parser as add_companies_parser
 from bot.logs import configure_logging
 from bot.operator_commands import add_audit_parser, check_with_invalid_settings, show_help
 from bot.settings import BotSettings, SettingsError, load_settings
@@ -57,8 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     role_set.add_argument("role", choices=["customer", "corporate", "agent", "manager", "admin"])
     add_audit_parser(commands)
-    from bot.cli_companies import add_parser as add_companies_parser
-
     add_companies_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "help":

@@ -30,8 +30,7 @@ from core.context import Core
 from core.enums import Audience, Priority, Role, Status
 from core.errors import Conflict, Forbidden, ValidationFailed
 from core.models import ChannelLink, ChannelRequest, ChatThread, Company, Reply, Ticket, User
-from core.replies import ChatOrigin
-from core.replies import _add as add_reply_in_session
+from core.replies import ChatOrigin, add_in_session
 from core.results import TicketView, UserView
 from core.sla_policy import SlaPolicy
 from core.tickets.lifecycle import apply_status
@@ -407,7 +406,7 @@ async def _join_previous(
             created_at=now,
         )
     )
-    await add_reply_in_session(
+    await add_in_session(
         core,
         session,
         actor,

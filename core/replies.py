@@ -87,7 +87,7 @@ async def add_reply(
                 )
                 if existing is not None:
                     return await _replayed(session, actor, row, existing)
-            return await _add(
+            return await add_in_session(
                 core, session, actor, row, text, internal, origin, idempotency_key, files
             )
     except IntegrityError:
@@ -119,7 +119,7 @@ async def _replayed(session: AsyncSession, actor: Actor, row: Ticket, reply: Rep
     return (await repository.reply_views(session, [reply]))[0]
 
 
-async def _add(
+async def add_in_session(
     core: Core,
     session: AsyncSession,
     actor: Actor,
@@ -130,6 +130,8 @@ async def _add(
     idempotency_key: str | None,
     files: Sequence[AttachmentInput] = (),
 ) -> ReplyView:
+    """Add a reply inside the caller's transaction, on rows it loaded: every rule of
+    `add_reply` applies (for services that add a reply as part of a larger change)."""
     if internal and not actor.is_staff:
         raise denied(actor, "reply.internal", "Only support staff can write internal notes.")
     if origin is not None and origin.audience is Audience.STAFF and not actor.is_staff:
