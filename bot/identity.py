@@ -19,6 +19,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.directory import display_name_of
 from bot.notify import slack_error_code
 from core import users
 from core.context import Core
@@ -154,13 +155,7 @@ class IdentityResolver:
             # Slack Connect: people from other workspaces are served in customer channels only.
             raise OtherWorkspace(dict(profile))
         info = profile.get("profile") or {}
-        name = (
-            info.get("display_name")
-            or info.get("real_name")
-            or profile.get("real_name")
-            or profile.get("name")
-            or slack_user_id
-        )
+        name = display_name_of(profile) or slack_user_id
         return await users.provision_user(
             self.core,
             slack_user_id=slack_user_id,
