@@ -238,7 +238,7 @@ class Sender:
         self.signer = SlackRequestSigner(SIGNING_SECRET)
         self.answers = answers
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64), timeout=aiohttp.ClientTimeout(total=30)
+            connector=aiohttp.TCPConnector(limit=64), timeout=aiohttp.ClientTimeout(total=300)
         )
 
     async def send(self, body: str, burst: Burst | None) -> str:
@@ -280,13 +280,13 @@ def create_body(user: str, title: str, n: int) -> str:
     return view_submission_body(user_id=user, view=view, values=values).body
 
 
-async def ticket_number(db: asyncpg.Pool, title: str) -> int:
-    for _ in range(200):
+async def ticket_number(db: asyncpg.Pool, title: str) -> int | None:
+    for _ in range(600):
         number = await db.fetchval("SELECT number FROM tickets WHERE title = $1", title)
         if number is not None:
             return int(number)
         await asyncio.sleep(0.05)
-    raise RuntimeError(f"ticket {title!r} was not created")
+    return None
 
 
 async def run_burst(
@@ -301,6 +301,9 @@ async def run_burst(
         title = f"Outage {run} {n}: cannot log in"
         await sender.send(create_body(user, title, n), burst)
         number = await ticket_number(db, title)
+        if number is None:
+            burst.errors.append(f"ticket {title!r} was not created")
+            return
         agent = AGENTS[n % len(AGENTS)]
         for text in (
             f"assign {number} <@{agent}>",
