@@ -415,16 +415,19 @@ def summarise(idle: float, results: list[dict[str, Any]]) -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\nload average now {load}; {os.cpu_count()} CPUs")
     print(f"{'burst':>5} {'drain s':>8} {'min s':>7} {'ratio':>6} {'calls':>6} {'changes':>7} "
-          f"{'429s':>5} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} {'doubled':>7} {'order':>6} "
-          f"{'RSS MB':>7}")  # fmt: skip
+          f"{'429s':>5} {'p50 ms':>7} {'p99 ms':>7} {'req err':>7} {'lost':>5} {'doubled':>7} "
+          f"{'order':>6} {'RSS MB':>7}")  # fmt: skip
     for r in results:
-        lost_ = r["outbox_failed"] + r["outbox_undelivered"] + r["request_errors"]
+        lost_ = r["outbox_failed"] + r["outbox_undelivered"]
         print(
             f"{r['burst']:5d} {r['drain_s']:8.1f} {r['theoretical_min_s']:7.1f} {r['ratio']:6.2f} "
             f"{r['slack_calls']:6d} {r['changes']:7d} {r['rate_limited']:5d} "
-            f"{r['ack_p50_ms']:7.1f} {r['ack_p99_ms']:7.1f} {lost_:5d} {r['doubled']:7d} "
-            f"{r['threads_out_of_order']:6d} {r['rss_mb']:7.1f}"
+            f"{r['ack_p50_ms']:7.1f} {r['ack_p99_ms']:7.1f} {r['request_errors']:7d} {lost_:5d} "
+            f"{r['doubled']:7d} {r['threads_out_of_order']:6d} {r['rss_mb']:7.1f}"
         )
+    print("req err: a request not answered 200 in time (bolt answers 404 after 3 s without an "
+          "ack); lost: outbox messages failed or never delivered; order: threads whose posts "
+          "are out of written order")  # fmt: skip
     print(f"bot RSS idle {idle:.1f} MB; after each burst: "
           + ", ".join(f"{r['rss_mb']:.1f}" for r in results) + " MB")  # fmt: skip
 

@@ -228,8 +228,11 @@ class Pacer:
         return lane
 
     def note(self, name: str) -> None:
-        """A call made without waiting: its lane pays for it with the next reservation."""
-        self.lane(name).debt += 1
+        """A call made without waiting: its lane pays for it with the next reservation (at
+        most a burst's worth is remembered, so that a lane used only by requests for hours
+        does not make its next background call wait for all of them)."""
+        lane = self.lane(name)
+        lane.debt = min(lane.debt + 1, lane.rate.burst)
 
     async def acquire(
         self,
@@ -297,9 +300,12 @@ class Pacer:
             uses, lane.debt = 1 + lane.debt, 0
             try:
                 reservation = await self.store.reserve(lane.name, lane.rate, self.clock(), uses)
-            except Unavailable:
+            except Exception as error:  # (Unavailable, or any other database failure)
                 # No shared budget without the database: pace this process alone meanwhile.
-                log.warning("slack pacing: budget unavailable", extra={"lane": lane.name})
+                log.warning(
+                    "slack pacing: budget unavailable",
+                    extra={"lane": lane.name, "error": type(error).__name__},
+                )
                 reservation = budget.Reservation(
                     start_at=max(self.clock(), lane.next_start) + lane.rate.interval,
                     paused_until=lane.paused_until,
