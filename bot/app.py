@@ -59,6 +59,12 @@ _ACTOR_PAYLOADS = frozenset(
 _MALFORMED = (ValueError, TypeError, AttributeError, KeyError, IndexError)
 
 
+def _retrieved(lookup: asyncio.Future[Any]) -> None:
+    """Mark a lookup's failure as seen (the listener that awaits it reports it)."""
+    if not lookup.cancelled():
+        lookup.exception()
+
+
 class StartupError(Exception):
     """The bot must not start; the message says why in plain words."""
 
@@ -106,6 +112,15 @@ def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Regist
             if body.get("command") or body.get("type") in _ACTOR_PAYLOADS:
                 # Every listener below needs the actor: a request without a user is malformed.
                 return BoltResponse(status=400, body="the request names no user")
+            return await next()
+        if body.get("command"):
+            # A slash command is acked without waiting for its actor: the lookup starts now
+            # (so that a burst of one person's commands shares one) and the listener awaits it
+            # after its ack (bot.listeners.commands). Rights are still read fresh, by the lookup
+            # and by the core service the listener calls.
+            lookup = asyncio.ensure_future(runtime.identity.resolve(context.user_id))
+            lookup.add_done_callback(_retrieved)
+            context["actor_lookup"] = lookup
             return await next()
         try:
             context["actor"] = await connect.resolve_in_channel(

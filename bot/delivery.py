@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
-from bot import channel_guard
+from bot import channel_guard, pacing
 from bot.blocks import cards, messages, staff_channel
 from bot.blocks import channels as channel_blocks
 from bot.ids import EVENT_METADATA_TYPE
@@ -104,6 +104,9 @@ class OutboxWorker:
         self.delivered = 0
         self.retried = 0
         self.failed = 0
+        # How long a message may wait for its Slack budget before it is given back, due later.
+        self.max_wait = self.settings.slack_pacing_max_wait_seconds
+        self._dm_channels: dict[str, str] = {}  # Slack user id -> their DM with the bot
 
     def stop(self) -> None:
         self._stopping.set()
@@ -145,7 +148,9 @@ class OutboxWorker:
             return 0
         if not claimed:
             return 0
-        semaphore = asyncio.Semaphore(4)
+        # Most of a delivery is waiting for its Slack budget: many wait at once, on different
+        # budgets (bot.pacing), within a bound that leaves database connections for acks.
+        semaphore = asyncio.Semaphore(min(self.batch, 16))
         pending = {m.id for m in claimed}
 
         async def guarded(message: ClaimedMessage) -> bool:
@@ -193,7 +198,18 @@ class OutboxWorker:
             if await self._held(message):
                 await outbox.release(self.core, message_id=message.id, worker_id=self.worker_id)
                 return False
-            outcome = await self._deliver(message)
+            with pacing.delivering(
+                pacing.outbox_priority(message.kind, message.payload), max_wait=self.max_wait
+            ):
+                outcome = await self._deliver(message)
+        except pacing.Deferred as deferred:  # its Slack budget has no slot for it soon
+            await outbox.postpone(
+                self.core,
+                message_id=message.id,
+                worker_id=self.worker_id,
+                delay=timedelta(seconds=deferred.seconds),
+            )
+            return False
         except SlackApiError as error:
             await self._handle_slack_error(message, error)
         except PermanentFailure as error:
@@ -595,8 +611,15 @@ class OutboxWorker:
         return channel
 
     async def _dm_channel(self, slack_user_id: str) -> str:
-        response = await self.client.conversations_open(users=slack_user_id)
-        return str(response["channel"]["id"])
+        """A person's DM with the bot (it never changes: asked once per process)."""
+        channel = self._dm_channels.get(slack_user_id)
+        if channel is None:
+            response = await self.client.conversations_open(users=slack_user_id)
+            channel = str(response["channel"]["id"])
+            if len(self._dm_channels) >= 50_000:
+                self._dm_channels.clear()
+            self._dm_channels[slack_user_id] = channel
+        return channel
 
     async def _ignore_missing(self, call: Any) -> None:
         try:

@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.directory import SlackDirectory
 from bot.errors import report_error
 from bot.identity import IdentityResolver
+from bot.pacing import PacedWebClient, build_pacer
 from bot.settings import BotSettings
 from core.clock import Clock
 from core.context import Core
@@ -127,11 +128,12 @@ def build_runtime(
     settings: BotSettings, *, core: Core | None = None, team_id: str | None = None
 ) -> Runtime:
     core = core or Core.from_settings(settings)
-    client = AsyncWebClient(
+    client = PacedWebClient(
         token=settings.bot_token if settings.slack_bot_token else None,
         base_url=settings.slack_api_url,
         timeout=settings.slack_api_timeout_seconds,  # type: ignore[arg-type]
     )
+    client.pacer = build_pacer(core, mode=settings.slack_pacing, speed=settings.slack_pacing_speed)
     identity = IdentityResolver(
         core,
         client,

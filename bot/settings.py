@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import NoDecode
@@ -78,6 +78,15 @@ class BotSettings(CoreSettings):
         "ticket",
         description="the emoji (name without colons) that raises a ticket from a "
         "message in a channel that is not linked (linked channels have their own)",
+    )
+    slack_pacing: Literal["shared", "process", "off"] = Field(
+        "shared",
+        description="pace Slack calls within Slack's rate limits: one budget for every replica "
+        "(shared, in the database), per process, or off (bot.pacing)",
+    )
+    slack_pacing_speed: float = Field(1.0, gt=0, description="scale of the paced rates")
+    slack_pacing_max_wait_seconds: float = Field(
+        2.0, ge=0, description="longest wait for a Slack budget before a message is put back"
     )
     staff_channel_recheck_seconds: float = Field(
         60,

@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -448,3 +449,15 @@ class ChannelRequest(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     opened: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime]
+
+
+class RateBudget(Base):
+    """A rate shared by every process of the desk (core.budget): the time the next use would
+    be due at the steady rate (a virtual clock, epoch seconds) and a pause until which no use
+    may start. Keys are opaque to the core."""
+
+    __tablename__ = "rate_budgets"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    due_at: Mapped[float] = mapped_column(Float)
+    paused_until: Mapped[float] = mapped_column(Float)

@@ -14,7 +14,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from core import chat
+from core import chat, coalescing
 from core.chat import ChatRef
 from core.context import Core
 from core.enums import Audience
@@ -134,12 +134,12 @@ async def claim_batch(
                 ~held,
                 *([OutboxMessage.kind.in_([kind.value for kind in kinds])] if kinds else []),
             )
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .order_by(coalescing.rank(), OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(limit)
         )
         if core.db.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True, of=OutboxMessage)
-        rows = list(await session.scalars(query))
+        rows = await coalescing.claimable(session, query, limit=limit, now=now)
         claimed: list[ClaimedMessage] = []
         for row in rows:
             row.locked_until = now + lease
@@ -229,6 +229,22 @@ async def release(core: Core, *, message_id: int, worker_id: str) -> None:
             update(OutboxMessage)
             .where(OutboxMessage.id == message_id, OutboxMessage.locked_by == worker_id)
             .values(locked_until=None, attempts=OutboxMessage.attempts - 1)
+        )
+
+
+async def postpone(core: Core, *, message_id: int, worker_id: str, delay: timedelta) -> None:
+    """Give a claimed message back unattempted, due again after `delay` (its Slack budget
+    has no slot for it sooner): the attempt is not counted."""
+    now = core.clock.now()
+    async with core.db.transaction() as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.locked_by == worker_id)
+            .values(
+                locked_until=None,
+                next_attempt_at=now + delay,
+                attempts=OutboxMessage.attempts - 1,
+            )
         )
 
 

@@ -49,6 +49,7 @@ from devslack.model import (
     _ResponseUrl,
     _Trigger,
 )
+from devslack.ratelimits import RateLimits
 from devslack.response_url import RESPONSE_URL_MAX_USES, ResponseUrls
 from devslack.scopes import manifest_scopes, scope_refusal
 from devslack.visibility import Visibility
@@ -150,6 +151,7 @@ class FakeSlack(
         self._triggers: dict[str, _Trigger] = {}
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._faults: list[FaultRule] = []
+        self.rate_limits = RateLimits()  # Slack's rate limits: off until enabled
         self._ids = itertools.count(1)
         self._seq = 0
         self._last_ts_us = 0
@@ -290,6 +292,14 @@ class FakeSlack(
         if fault is not None:
             call.injected = True
             return await self._answer_fault(call, fault, lambda: self._dispatch(call))
+        retry_after = self.rate_limits.check(method, params)
+        if retry_after is not None:
+            return self._finish(
+                call,
+                {"ok": False, "error": "ratelimited"},
+                429,
+                {"Retry-After": f"{retry_after:g}"},
+            )
         return await self._dispatch(call)
 
     async def _dispatch(self, call: RecordedCall) -> web.Response:

@@ -118,6 +118,10 @@ class Stage:
             "search_limit": 1000,
             "message_limit": 1000,
             "identity_cache_seconds": 0,
+            # The stand-in enforces no rate limits unless a test enables them: the bot's
+            # pacing runs fifty times faster so that a scenario never waits for Slack's rates
+            # (a 429's pause is not scaled: tests of it still see it).
+            "slack_pacing_speed": 50.0,
         }
         values.update(self.settings_overrides)
         return BotSettings(_env_file=None, **values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,9 +41,12 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         command: dict[str, Any],
         respond: AsyncRespond,
         client: AsyncWebClient,
-        actor: UserView,
+        actor_lookup: asyncio.Future[UserView],
     ) -> None:
         await ack()
+        # Who is asking, read fresh while the ack went out (a refusal is reported like any
+        # other error).
+        actor = await actor_lookup
         trigger = command.get("trigger_id")
         if not isinstance(trigger, str) or not trigger or not _is_url(command.get("response_url")):
             # Slack always sends both; without them there is no reply path and no retry key.

@@ -86,7 +86,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         if not user_id:
             return
         actor = await runtime.identity.resolve(user_id)
-        await client.views_publish(user_id=user_id, view=await _home_view(runtime, actor))
+        await runtime.client.views_publish(user_id=user_id, view=await _home_view(runtime, actor))
 
 
 def _register_staff_channel_events(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
