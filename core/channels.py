@@ -226,10 +226,10 @@ async def unlink_channel(core: Core, *, actor_id: int, channel_id: str) -> LinkV
 
 
 async def list_links(core: Core, *, actor_id: int) -> list[LinkView]:
-    """Every linked channel with its company (staff)."""
+    """Every linked channel with its company (admins, who manage the links)."""
     async with core.db.transaction() as session:
         actor = await load_actor(session, actor_id)
-        require_role(actor, "channel.list", Role.ADMIN, Role.MANAGER, Role.AGENT)
+        require_role(actor, "channel.list", Role.ADMIN)
         rows = await session.execute(
             select(ChannelLink, Company)
             .join(Company, Company.id == ChannelLink.company_id)

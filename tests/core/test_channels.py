@@ -38,6 +38,12 @@ async def test_links_refuse_the_staff_channel_bad_modes_and_non_admins(core):
     agent = await make_user(core, Role.AGENT)
     with pytest.raises(Forbidden):
         await channels.unlink_channel(core, actor_id=agent.id, channel_id=CHANNEL)
+    manager = await make_user(core, Role.MANAGER)
+    with pytest.raises(Forbidden):
+        await channels.list_links(core, actor_id=manager.id)
+    assert [link.channel_id for link in await channels.list_links(core, actor_id=boss.id)] == [
+        CHANNEL
+    ]
     assert await channels.linked_among(core, channel_ids=[STAFF, CHANNEL]) == {CHANNEL}
     assert "channel.linked" in await audit_actions(core)
 
