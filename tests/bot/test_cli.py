@@ -16,10 +16,13 @@ from sqlalchemy import select
 
 from bot.cli import check_command, roles_command
 from bot.settings import BotSettings, SettingsError, load_settings
+from core import channels, companies
 from core.context import Core
+from core.enums import Role
 from core.models import AuditEntry
 from devslack.server import FakeSlack
 from migrations import run_migrations
+from tests.factories import make_user
 
 STAFF = "CSTAFF0001"
 MANAGERS = "CMANAGER01"
@@ -271,6 +274,28 @@ def test_a_wrong_channel_id_is_explained_for_what_was_given(value, expected):
     [problem] = [p for p in error.value.problems if p.startswith("STAFF_CHANNEL_ID")]
     assert expected in problem
     assert "Value error" not in problem and "#name" not in problem.replace(value, "")
+
+
+async def test_check_fails_when_the_manager_channel_is_a_customer_channel(
+    slack, sqlite_url, tmp_path
+):
+    await run_migrations(sqlite_url)
+    core = Core.from_settings(settings_for(slack, sqlite_url))
+    try:
+        boss = await make_user(core, Role.ADMIN)
+        await companies.add_company(core, actor_id=boss.id, name="Acme")
+        # Linked before the desk was configured to alert there (the link itself refuses it).
+        await channels.link_channel(
+            core, actor_id=boss.id, channel_id=MANAGERS, company="Acme", reserved=set()
+        )
+    finally:
+        await core.close()
+    code, output = await run_bot("check", env=environment(slack, sqlite_url), cwd=tmp_path)
+    assert code == 1, output
+    assert any(
+        f"MANAGER_CHANNEL_ID {MANAGERS} is a customer channel" in line
+        for line in lines(output, "FAIL")
+    ), output
 
 
 async def test_check_neither_creates_the_database_file_nor_prints_migration_logs(slack, tmp_path):
