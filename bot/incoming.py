@@ -32,6 +32,16 @@ def written_by_person(message: Mapping[str, Any]) -> bool:
     return isinstance(user, str) and bool(user) and user != SLACKBOT
 
 
+async def read_typed(runtime: Runtime, text: str) -> str:
+    """Text typed after `/ticket` (which the manifest has Slack escape like a message's text:
+    `<@U…|name>`, `<#C…|name>`, links, `&amp;`) as the person saw it, names looked up."""
+    references = markup.text_references(text)
+    names = None
+    if references.users or references.channels:
+        names = await runtime.directory.names(references)
+    return markup.translate(text, names)
+
+
 async def read_message(runtime: Runtime, message: Mapping[str, Any]) -> str:
     """What the person wrote in `message`, as they saw it (bot.markup.message_text), with the
     people and channels it mentions named."""

@@ -11,10 +11,12 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import command_parser as cp
+from bot import markup
 from bot.blocks import audit as audit_blocks
 from bot.blocks import messages, modals
 from bot.blocks.text import escape, single_line
 from bot.ids import COMMAND
+from bot.incoming import read_typed
 from bot.listeners import desk
 from bot.listeners.common import resolve_user
 from bot.listeners.registry import Registry
@@ -99,7 +101,7 @@ async def _new(
     categories = await admin.list_categories(runtime.core)
     view = modals.create_ticket_modal(
         categories=categories,
-        title=cmd.title[:150],
+        title=markup.translate(cmd.title)[:150],  # no lookups: the trigger is short-lived
         staff=actor.role.is_staff,
         metadata=CreateTicketPayload(channel_id=command.get("channel_id")),
     )
@@ -142,13 +144,12 @@ async def _show(
 async def _search(
     runtime: Runtime, cmd: cp.Search, *, actor: UserView, respond: AsyncRespond, **_: Any
 ) -> None:
-    page = await search.search_tickets(
-        runtime.core, actor_id=actor.id, query=cmd.text, page=cmd.page
-    )
+    query = markup.translate(cmd.text)
+    page = await search.search_tickets(runtime.core, actor_id=actor.id, query=query, page=cmd.page)
     await _say(
         respond,
         f"{page.total}{'+' if page.capped else ''} results",
-        messages.search_results(page, text=cmd.text, query=f"search {cmd.text}"),
+        messages.search_results(page, text=query, query=f"search {cmd.text}"),
     )
 
 
@@ -174,7 +175,7 @@ async def _status(
             actor_id=actor.id,
             ticket=cmd.number,
             status=cmd.status,
-            reason=cmd.reason,
+            reason=None if cmd.reason is None else await read_typed(runtime, cmd.reason),
         )
     except ValidationFailed as error:
         if error.field != "reason" or cmd.reason is not None:
@@ -201,7 +202,7 @@ async def _reply(
         runtime.core,
         actor_id=actor.id,
         ticket=cmd.number,
-        body=cmd.text,
+        body=await read_typed(runtime, cmd.text),
         internal=cmd.internal,
         idempotency_key=key,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from core import replies
+from core import replies, tickets
 from core.search import search_tickets
 from devslack.stage import AGENT, CUSTOMER, PUBLIC_CHANNEL, STAFF_CHANNEL
 from tests.bot.e2e_support import open_ticket, user
@@ -127,3 +127,21 @@ async def test_ticket_show_and_app_home_show_links_and_names_without_pinging(sta
     await stage.act(stage.user(CUSTOMER).opens_home())
     home = stage.fake.home_view(CUSTOMER.user_id)
     assert "VPN <https://vpn.example.com/status> is red" in str(home.view)
+
+
+async def test_text_typed_after_ticket_reply_is_stored_as_the_person_saw_it(stage):
+    # With should_escape on, Slack sends what was typed after /ticket in message markup.
+    opened = await open_ticket(stage)
+    typed = (
+        f"reply {opened.number} ask <@{AGENT.user_id}|dana> about "
+        "<https://kb.example.com/vpn|the VPN page> &amp; retry"
+    )
+    await stage.act(stage.user(CUSTOMER).slash_command(typed, channel_id=stage.dm(CUSTOMER)))
+    agent = await user(stage, AGENT)
+    detail = await tickets.get_ticket(stage.runtime.core, actor_id=agent.id, ticket=opened.number)
+    assert [r.body for r in detail.replies] == [
+        "ask @Dana Agent about the VPN page (https://kb.example.com/vpn) & retry"
+    ]
+    relayed = [m.text_content for m in stage.fake.replies(STAFF_CHANNEL, opened.card.ts)]
+    assert any("the VPN page (<https://kb.example.com/vpn>)" in text for text in relayed)
+    assert not any("&amp;lt;" in text or "&lt;https" in text for text in relayed)
