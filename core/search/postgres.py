@@ -1,6 +1,7 @@
-"""PostgreSQL: ``ticket_search.document`` (a tsvector per live ticket, kept by triggers)
-matched through its GIN index, ranked with ``ts_rank``, the newest tickets read in ranges of
-numbers sized from the planner's estimate (see core.search)."""
+"""PostgreSQL: ``ticket_search.document`` (a tsvector per part of a live ticket, kept by
+triggers) matched through its GIN index, the parts put together and ranked per ticket, the
+newest tickets read in ranges of numbers sized from the planner's estimate, or newest first
+part by part for a common query (see core.search)."""
 
 from __future__ import annotations
 
@@ -179,12 +180,16 @@ class PostgresSearch(SearchEngine):
                     literal_column(
                         "(SELECT reltuples FROM pg_class WHERE oid = 'ticket_search'::regclass)"
                     ),
-                    # For the rest of this transaction: the safety net; plans made for each
-                    # query's own words (a generic plan cannot tell a rare word from a common
-                    # one); and page costs for a table that lives in memory, so that the
-                    # planner weighs reading a few thousand rows against scanning a long range
-                    # of the number index as the clock does.
+                    # For the rest of this transaction: the safety net; a commit that does
+                    # not wait for the disk; plans made for each query's own words (a generic
+                    # plan cannot tell a rare word from a common one); and page costs for a
+                    # table that lives in memory, so that the planner weighs reading a few
+                    # thousand rows against scanning a long range of the number index as the
+                    # clock does.
                     func.set_config("statement_timeout", f"{SEARCH_TIMEOUT_MS}ms", True),
+                    # A search writes only its rate-limit count: its commit need not wait for
+                    # the disk (a crash could forget the last fraction of a second of counts).
+                    func.set_config("synchronous_commit", "off", True),
                     func.set_config("plan_cache_mode", "force_custom_plan", True),
                     func.set_config("random_page_cost", "1.1", True),
                 )
