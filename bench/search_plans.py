@@ -69,6 +69,7 @@ async def main(args: argparse.Namespace) -> None:
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "after_cursor_execute", after)
     print(f"load average {_load()}")
+    everything: list[float] = []
     try:
         for term in chosen:
             per_label: dict[str, list[float]] = defaultdict(list)
@@ -90,9 +91,12 @@ async def main(args: argparse.Namespace) -> None:
                         slowest[label] = (ms, statement, parameters)
                 for label, ms in sums.items():
                     per_label[label].append(ms)
+            ordered = sorted(totals)
+            p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+            everything += totals
             print(
-                f"\n{term!r}: total p50 {statistics.median(totals):.1f} ms, "
-                f"max {max(totals):.1f} ms ({args.repeat} calls)"
+                f"\n{term!r}: total p50 {statistics.median(totals):.1f} ms, p95 {p95:.1f} ms, "
+                f"max {max(totals):.1f} ms ({args.repeat} calls, load {_load()})"
             )
             for label, values in sorted(per_label.items(), key=lambda item: -sum(item[1])):
                 print(
@@ -116,7 +120,11 @@ async def main(args: argparse.Namespace) -> None:
         event.remove(engine, "after_cursor_execute", after)
         await connection.close()
         await core.close()
-    print(f"\nload average {_load()}")
+    everything.sort()
+    if everything:
+        p95 = everything[min(len(everything) - 1, round(0.95 * (len(everything) - 1)))]
+        print(f"\nall these queries: p50 {statistics.median(everything):.1f} ms, p95 {p95:.1f} ms")
+    print(f"load average {_load()}")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -116,6 +116,14 @@ class PostgresSearch(SearchEngine):
         self.match_query = self._tsquery("search_all", terms.pg_tsquery("&"))
         # Any one token: the parts that may complete a match; and the part of a hit to show.
         self.any_query = self._tsquery("search_any", terms.pg_tsquery("|"))
+        self.token_queries = [
+            self._plain_tsquery(f"search_token_{index}", terms.pg_token(index))
+            for index in range(len(terms.tokens))
+        ]
+        # Several tokens over the whole desk: the tickets are first looked for among those
+        # with a part holding the rarest token (by the planner's estimate), so that a query
+        # of two common words does not gather every part that holds either of them.
+        self.driver: ColumnElement[Any] | None = None
 
     def _tsquery(self, name: str, tokens: str) -> ColumnElement[Any]:
         query = self._plain_tsquery(name, tokens)
@@ -150,8 +158,7 @@ class PostgresSearch(SearchEngine):
             )
 
         total: ColumnElement[Any] | None = None
-        for index in range(len(self.terms.tokens)):
-            token = self._plain_tsquery(f"search_token_{index}", self.terms.pg_token(index))
+        for index, token in enumerate(self.token_queries):
             title = self._plain_tsquery(f"search_title_{index}", self.terms.pg_token(index, "A"))
             best = case(
                 (func.numnode(token) == 0, 0),
@@ -172,7 +179,9 @@ class PostgresSearch(SearchEngine):
         # Customers and corporate staff see a narrow share of the desk: reading it whole is
         # cheap (through the customer and company indexes), no estimate needed.
         whole_desk = actor.role.is_global_staff
-        top, estimate, parts = (
+        several = whole_desk and len(self.token_queries) > 1
+        per_token = [func.ticket_search_estimate(query) for query in self.token_queries]
+        top, estimate, parts, *token_estimates = (  # token estimates last
             await session.execute(
                 select(
                     select(func.max(_SEARCH.c.number)).scalar_subquery(),
@@ -192,11 +201,15 @@ class PostgresSearch(SearchEngine):
                     func.set_config("synchronous_commit", "off", True),
                     func.set_config("plan_cache_mode", "force_custom_plan", True),
                     func.set_config("random_page_cost", "1.1", True),
+                    *(per_token if several else []),
                 )
             )
-        ).one()[:3]
+        ).one()
         if top is None:
             return [], 0
+        if several:
+            counts = [int(count or 0) for count in token_estimates[-len(per_token) :]]
+            self.driver = self.token_queries[counts.index(min(counts))]
         scope = _search_scope(actor)
         common = estimate is not None and estimate > newest * SLICE_MARGIN
         if common and parts and estimate >= float(parts) * STREAM_SHARE:
@@ -247,15 +260,23 @@ class PostgresSearch(SearchEngine):
         the GIN index (else each part is tested in turn)."""
         document = _SEARCH.c.document
         holds_a_token: ColumnElement[bool] = document.bool_op("@@")(self.any_query)
-        if not indexed:
+        if not indexed or self.driver is not None:
             # The same test in a form no index answers, so that the planner reads the parts
             # in the order of the primary key and stops when enough tickets match.
             holds_a_token = case((holds_a_token, true()), else_=false())
-        conditions = [holds_a_token, scope]
+        conditions: list[ColumnElement[bool]] = [holds_a_token, scope]
         if upper is not None:
             conditions.append(_SEARCH.c.number <= upper)
         if lower is not None:
             conditions.append(_SEARCH.c.number > lower)
+        if self.driver is not None:
+            driver = _SEARCH.alias("driver")
+            within: list[ColumnElement[bool]] = [driver.c.document.bool_op("@@")(self.driver)]
+            if upper is not None:
+                within.append(driver.c.number <= upper)
+            if lower is not None:
+                within.append(driver.c.number > lower)
+            conditions.append(_SEARCH.c.number.in_(select(driver.c.number).where(*within)))
         rank = self._rank()
         return (
             select(_SEARCH.c.number, rank.label("rank"))
