@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ColumnElement,
     Integer,
     Select,
@@ -74,6 +75,7 @@ _HEADLINE_OPTIONS: ColumnClause[Any] = literal_column(
 _TICKET_VECTOR: ColumnClause[Any] = literal_column("tickets.search_vector")
 _REPLY_VECTOR: ColumnClause[Any] = literal_column("replies.search_vector")
 _TITLE_ONLY: ColumnClause[Any] = literal_column("'{a}'::\"char\"[]")
+_TICKET_ONLY: ColumnClause[Any] = literal_column("'{a,b}'::\"char\"[]")
 _Text = QueryableAttribute[Any] | ColumnElement[Any]
 
 
@@ -84,15 +86,17 @@ class _TsVector(UserDefinedType[Any]):
         return "tsvector"
 
 
-# PostgreSQL's search parts (migration 0009): one row per live ticket (part 0: title A and
-# description B) and one per public, undeleted reply of it (part: the reply's id; weight D),
-# written by triggers.
+# PostgreSQL's search parts (migration 0009), written by triggers: one row per live ticket
+# (part 0: title A, description B and its first public, undeleted replies D) and one per later
+# public, undeleted reply of it (part: the reply's id; weight D). `overflow`: the row belongs
+# to a ticket that has such later replies (set on all its rows).
 _SEARCH = table(
     "ticket_search",
     column("number", BigInteger),
     column("part", BigInteger),
     column("customer_id", Integer),
     column("company_id", Integer),
+    column("overflow", Boolean),
     column("document", _TsVector()),
 )
 
@@ -112,7 +116,8 @@ def _search_scope(actor: Actor) -> ColumnElement[bool]:
 class PostgresSearch(SearchEngine):
     def __init__(self, terms: Terms) -> None:
         self.terms = terms
-        # All tokens in one part: only for the planner's estimate of how common the query is.
+        # All tokens in one part: a ticket without later replies matches through its part 0
+        # alone (one GIN scan answers it); also the planner's estimate of how common it is.
         self.match_query = self._tsquery("search_all", terms.pg_tsquery("&"))
         # Any one token: the parts that may complete a match; and the part of a hit to show.
         self.any_query = self._tsquery("search_any", terms.pg_tsquery("|"))
@@ -120,10 +125,6 @@ class PostgresSearch(SearchEngine):
             self._plain_tsquery(f"search_token_{index}", terms.pg_token(index))
             for index in range(len(terms.tokens))
         ]
-        # Several tokens over the whole desk: the tickets are first looked for among those
-        # with a part holding the rarest token (by the planner's estimate), so that a query
-        # of two common words does not gather every part that holds either of them.
-        self.driver: ColumnElement[Any] | None = None
 
     def _tsquery(self, name: str, tokens: str) -> ColumnElement[Any]:
         query = self._plain_tsquery(name, tokens)
@@ -143,26 +144,37 @@ class PostgresSearch(SearchEngine):
     def _rank(self) -> ColumnElement[Any]:
         """A ticket's rank from its matching parts (a GROUP BY number): for each token, the
         weight of the best part holding it, added up; NULL when a token is in none of them.
-        A stop word (which the engine drops) counts as found, weighing nothing."""
+        A stop word (which the engine drops) counts as found, weighing nothing. Part 0 holds
+        the title (A), the description (B) and the first replies (D); other parts, replies."""
         document = _SEARCH.c.document
-        not_reply = _SEARCH.c.part == 0
+        head = _SEARCH.c.part == 0
 
-        def weight(found: ColumnElement[bool], in_title: ColumnElement[bool]) -> Any:
+        def weight(
+            found: ColumnElement[bool],
+            in_title: ColumnElement[bool],
+            in_ticket: ColumnElement[bool],
+        ) -> Any:
             return func.max(
                 case(
                     (not_(found), null()),
-                    (not_(not_reply), REPLY_WEIGHT),
+                    (not_(head), REPLY_WEIGHT),
                     (in_title, TITLE_WEIGHT),
-                    else_=DESCRIPTION_WEIGHT,
+                    (in_ticket, DESCRIPTION_WEIGHT),
+                    else_=REPLY_WEIGHT,
                 )
             )
 
         total: ColumnElement[Any] | None = None
         for index, token in enumerate(self.token_queries):
             title = self._plain_tsquery(f"search_title_{index}", self.terms.pg_token(index, "A"))
+            ticket = self._plain_tsquery(f"search_ticket_{index}", self.terms.pg_token(index, "AB"))
             best = case(
                 (func.numnode(token) == 0, 0),
-                else_=weight(document.bool_op("@@")(token), document.bool_op("@@")(title)),
+                else_=weight(
+                    document.bool_op("@@")(token),
+                    document.bool_op("@@")(title),
+                    document.bool_op("@@")(ticket),
+                ),
             )
             total = best if total is None else total + best
         assert total is not None  # a search has at least one token
@@ -170,7 +182,12 @@ class PostgresSearch(SearchEngine):
             return total
         whole = self._whole_text()
         title_part = func.ts_filter(document, _TITLE_ONLY)
-        whole_weight = weight(document.bool_op("@@")(whole), title_part.bool_op("@@")(whole))
+        ticket_part = func.ts_filter(document, _TICKET_ONLY)
+        whole_weight = weight(
+            document.bool_op("@@")(whole),
+            title_part.bool_op("@@")(whole),
+            ticket_part.bool_op("@@")(whole),
+        )
         return func.greatest(total, whole_weight * len(self.terms.tokens))
 
     async def rank_newest(
@@ -179,9 +196,7 @@ class PostgresSearch(SearchEngine):
         # Customers and corporate staff see a narrow share of the desk: reading it whole is
         # cheap (through the customer and company indexes), no estimate needed.
         whole_desk = actor.role.is_global_staff
-        several = whole_desk and len(self.token_queries) > 1
-        per_token = [func.ticket_search_estimate(query) for query in self.token_queries]
-        top, estimate, parts, *token_estimates = (  # token estimates last
+        top, estimate, parts = (
             await session.execute(
                 select(
                     select(func.max(_SEARCH.c.number)).scalar_subquery(),
@@ -201,15 +216,11 @@ class PostgresSearch(SearchEngine):
                     func.set_config("synchronous_commit", "off", True),
                     func.set_config("plan_cache_mode", "force_custom_plan", True),
                     func.set_config("random_page_cost", "1.1", True),
-                    *(per_token if several else []),
                 )
             )
-        ).one()
+        ).one()[:3]
         if top is None:
             return [], 0
-        if several:
-            counts = [int(count or 0) for count in token_estimates[-len(per_token) :]]
-            self.driver = self.token_queries[counts.index(min(counts))]
         scope = _search_scope(actor)
         common = estimate is not None and estimate > newest * SLICE_MARGIN
         if common and parts and estimate >= float(parts) * STREAM_SHARE:
@@ -256,27 +267,23 @@ class PostgresSearch(SearchEngine):
         indexed: bool = True,
     ) -> Select[Any]:
         """The matching tickets the actor may see numbered in (lower, upper], each with its
-        rank: the parts holding any token, put together per ticket. `indexed`: found through
-        the GIN index (else each part is tested in turn)."""
+        rank. A ticket whose replies all fit in its part 0 matches when that part holds every
+        token (the GIN index answers it as one AND); the parts of the few tickets with later
+        replies (`overflow`) that hold any token are put together per ticket. `indexed`:
+        found through the GIN indexes (else each part is tested in turn)."""
         document = _SEARCH.c.document
-        holds_a_token: ColumnElement[bool] = document.bool_op("@@")(self.any_query)
-        if not indexed or self.driver is not None:
+        relevant: ColumnElement[bool] = document.bool_op("@@")(self.match_query) | (
+            _SEARCH.c.overflow & document.bool_op("@@")(self.any_query)
+        )
+        if not indexed:
             # The same test in a form no index answers, so that the planner reads the parts
             # in the order of the primary key and stops when enough tickets match.
-            holds_a_token = case((holds_a_token, true()), else_=false())
-        conditions: list[ColumnElement[bool]] = [holds_a_token, scope]
+            relevant = case((relevant, true()), else_=false())
+        conditions: list[ColumnElement[bool]] = [relevant, scope]
         if upper is not None:
             conditions.append(_SEARCH.c.number <= upper)
         if lower is not None:
             conditions.append(_SEARCH.c.number > lower)
-        if self.driver is not None:
-            driver = _SEARCH.alias("driver")
-            within: list[ColumnElement[bool]] = [driver.c.document.bool_op("@@")(self.driver)]
-            if upper is not None:
-                within.append(driver.c.number <= upper)
-            if lower is not None:
-                within.append(driver.c.number > lower)
-            conditions.append(_SEARCH.c.number.in_(select(driver.c.number).where(*within)))
         rank = self._rank()
         return (
             select(_SEARCH.c.number, rank.label("rank"))

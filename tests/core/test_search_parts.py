@@ -1,8 +1,13 @@
-"""Migration 0009: a ticket's search is kept per part (the ticket, each public reply), so one
-reply's change writes that reply's search row only; conversations written before the upgrade
-are found after it, and the downgrade brings back what searched before."""
+"""Migration 0009: a ticket's search is kept in parts (the ticket with its first replies, then
+each later public reply), so one reply's change writes a bounded document; conversations
+written before the upgrade are found after it, and the downgrade brings back what searched
+before."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -18,6 +23,19 @@ from tests.conftest import create_pg_database, drop_pg_database, settings_for
 from tests.factories import make_ticket, make_user
 
 
+def _inline_replies() -> int:
+    path = Path(__file__).parents[2] / "migrations/versions/2026_12_03_0009_search_parts.py"
+    spec = importlib.util.spec_from_file_location("ticketbot_migration_0009", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.INLINE_REPLIES)
+
+
+# How many of a ticket's first replies are searched inside its part 0 (PostgreSQL).
+INLINE = _inline_replies()
+
+
 async def numbers(core: Core, actor_id: int, query: str) -> list[int]:
     page = await search_tickets(core, actor_id=actor_id, query=query)
     return sorted(hit.ticket.number for hit in page.items)
@@ -30,6 +48,15 @@ async def search_rows(core: Core) -> dict[tuple[int, int], int]:
             text("SELECT number, part, xmin::text::bigint FROM ticket_search")
         )
         return {(row[0], row[1]): row[2] for row in rows}
+
+
+async def overflowing(core: Core) -> set[int]:
+    """PostgreSQL: the tickets whose part 0 says they have rows of later replies."""
+    async with core.db.engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT number FROM ticket_search WHERE part = 0 AND overflow")
+        )
+        return {row[0] for row in rows}
 
 
 async def test_conversations_written_before_the_upgrade_are_found_after_it(database_url, tmp_path):
@@ -66,6 +93,16 @@ async def test_conversations_written_before_the_upgrade_are_found_after_it(datab
             core, actor_id=agent.id, ticket=gone.number, body="Zeppelin.", internal=False
         )
         await delete_ticket(core, actor_id=manager.id, ticket=gone.number)
+        # A conversation longer than part 0 holds: its later replies get rows of their own.
+        long = await make_ticket(core, customer, title="Plotter smears", description="Ink.")
+        later = []
+        for n in range(INLINE + 2):
+            body = "Escalated to tier two." if n == INLINE + 1 else f"Step {n}."
+            reply = await add_reply(
+                core, actor_id=agent.id, ticket=long.number, body=body, internal=False
+            )
+            later.append(reply.id)
+        later = later[INLINE:]
 
         await run_migrations(url)
         for actor in (customer, agent):
@@ -78,8 +115,11 @@ async def test_conversations_written_before_the_upgrade_are_found_after_it(datab
         if not sqlite:
             assert set(await search_rows(core)) == {
                 (kept.number, 0),
-                (kept.number, (await _reply_id(core, "Check the gateway."))),
+                (long.number, 0),
+                *((long.number, reply_id) for reply_id in later),
             }
+            assert await overflowing(core) == {long.number}
+        assert await numbers(core, customer.id, "plotter escalated") == [long.number]
         # A reply after the upgrade is found with the ticket's own words.
         await add_reply(
             core, actor_id=agent.id, ticket=kept.number, body="Replaced the dongle.", internal=False
@@ -134,13 +174,8 @@ async def test_every_reply_change_is_searched_as_the_conversation_now_reads(core
     )
     assert await numbers(core, customer.id, "scanner firmware") == [ticket.number]
     assert await numbers(core, agent.id, "quarantined") == []  # notes: never, for staff too
-    if postgres:
-        assert set(await search_rows(core)) == {
-            (ticket.number, 0),
-            (ticket.number, first.id),
-            (ticket.number, second.id),
-            (other.number, 0),
-        }
+    if postgres:  # a short conversation is all in its ticket's part 0
+        assert set(await search_rows(core)) == {(ticket.number, 0), (other.number, 0)}
 
     # Edit: the new words match, the old ones no longer do.
     await edit_reply(core, actor_id=agent.id, reply_id=second.id, body="Firmware rolled back.")
@@ -194,9 +229,102 @@ async def test_every_reply_change_is_searched_as_the_conversation_now_reads(core
         assert set(await search_rows(core)) == {(other.number, 0)}
 
 
-async def test_a_reply_writes_only_its_own_search_row(core, database_url):
-    """The cost of a reply does not grow with the conversation: adding, editing or deleting
-    one leaves the rows of the ticket and of every other reply untouched."""
+async def test_replies_past_the_first_ones_are_searched_from_rows_of_their_own(core, database_url):
+    """Reply number INLINE + 1 and later ones: found with the ticket's words, edited, deleted,
+    undeleted, and a note made public and back, exactly as the first replies are."""
+    postgres = database_url.startswith("postgresql")
+    customer = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    ticket = await make_ticket(core, customer, title="Badge reader", description="Door 4.")
+    other = await make_ticket(core, customer, title="Badge printer", description="Lobby.")
+    first = []
+    for n in range(INLINE):
+        body = "Rebooted the controller." if n == 0 else f"Checked item {n}."
+        reply = await add_reply(
+            core, actor_id=agent.id, ticket=ticket.number, body=body, internal=False
+        )
+        first.append(reply)
+    note = await add_reply(
+        core, actor_id=agent.id, ticket=ticket.number, body="Vendor blacklisted.", internal=True
+    )
+    assert await numbers(core, customer.id, "badge rebooted") == [ticket.number]
+    if postgres:
+        assert set(await search_rows(core)) == {(ticket.number, 0), (other.number, 0)}
+        assert await overflowing(core) == set()
+
+    late = await add_reply(
+        core, actor_id=agent.id, ticket=ticket.number, body="Swapped the antenna.", internal=False
+    )
+    assert await numbers(core, customer.id, "badge swapped") == [ticket.number]
+    assert await numbers(core, customer.id, "antenna rebooted") == [ticket.number]
+    assert await numbers(core, customer.id, "antenna lobby") == []  # not one ticket
+    assert await numbers(core, agent.id, "antenna blacklisted") == []  # notes never match
+    if postgres:
+        assert set(await search_rows(core)) == {
+            (ticket.number, 0),
+            (ticket.number, late.id),
+            (other.number, 0),
+        }
+        assert await overflowing(core) == {ticket.number}
+
+    # Ranking: the other ticket's title word beats this ticket's late reply.
+    await add_reply(
+        core, actor_id=agent.id, ticket=other.number, body="Printer ribbon.", internal=False
+    )
+    await update_ticket(core, actor_id=agent.id, ticket=other.number, title="Badge antenna")
+    page = await search_tickets(core, actor_id=customer.id, query="badge antenna")
+    assert [hit.ticket.number for hit in page.items] == [other.number, ticket.number]
+
+    # Edit and delete a late reply, then undelete it by hand.
+    await edit_reply(core, actor_id=agent.id, reply_id=late.id, body="Swapped the reader.")
+    assert await numbers(core, customer.id, "badge antenna") == [other.number]
+    assert await numbers(core, customer.id, "reader swapped") == [ticket.number]
+    await delete_reply(core, actor_id=agent.id, reply_id=late.id)
+    assert await numbers(core, customer.id, "swapped") == []
+    async with core.db.engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE replies SET deleted_at = NULL WHERE id = :id"), {"id": late.id}
+        )
+    assert await numbers(core, customer.id, "door swapped") == [ticket.number]
+
+    # Edit and delete one of the first replies: part 0 is rewritten, the late row stays.
+    await edit_reply(core, actor_id=agent.id, reply_id=first[0].id, body="Reflashed it.")
+    assert await numbers(core, customer.id, "rebooted") == []
+    assert await numbers(core, customer.id, "reflashed swapped") == [ticket.number]
+    await delete_reply(core, actor_id=agent.id, reply_id=first[0].id)
+    assert await numbers(core, customer.id, "reflashed") == []
+    assert await numbers(core, customer.id, "swapped") == [ticket.number]
+
+    # A note past the first replies made public by hand, and back.
+    late_note = await add_reply(
+        core, actor_id=agent.id, ticket=ticket.number, body="Quarantined lot.", internal=True
+    )
+    for flag, expected in ((False, [ticket.number]), (True, [])):
+        async with core.db.engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE replies SET is_internal = :flag WHERE id = :id"),
+                {"flag": flag, "id": late_note.id},
+            )
+        assert await numbers(core, customer.id, "badge quarantined") == expected
+    assert note.id < late.id  # the early note stays out too
+    assert await numbers(core, agent.id, "blacklisted") == []
+
+    if postgres:
+        # Rows removed among the first replies (only a repair by hand could) move the next
+        # reply (past the early note) into part 0: it is found once, from there.
+        async with core.db.engine.begin() as connection:
+            for reply in first[1:3]:
+                await connection.execute(
+                    text("DELETE FROM replies WHERE id = :id"), {"id": reply.id}
+                )
+        assert await numbers(core, customer.id, "door swapped") == [ticket.number]
+        assert set(await search_rows(core)) == {(ticket.number, 0), (other.number, 0)}
+
+
+async def test_a_reply_writes_a_bounded_part_of_the_search(core, database_url):
+    """The cost of a reply does not grow with the conversation: one of the first replies
+    rewrites only its ticket's part 0 (at most INLINE replies long), a later one only its own
+    row; every other ticket and reply row is left untouched."""
     if not database_url.startswith("postgresql"):
         # SQLite keeps one FTS5 row per reply (replies_fts); nothing else is written.
         async with core.db.engine.connect() as connection:
@@ -208,30 +336,38 @@ async def test_a_reply_writes_only_its_own_search_row(core, database_url):
     customer = await make_user(core)
     agent = await make_user(core, Role.AGENT)
     ticket = await make_ticket(core, customer, title="Long thread", description="Many replies.")
+    neighbour = await make_ticket(core, customer, title="Short thread", description="One.")
     replies = [
         await add_reply(
             core, actor_id=agent.id, ticket=ticket.number, body=f"Reply {n}.", internal=False
         )
-        for n in range(5)
+        for n in range(INLINE + 3)
     ]
+    head = (ticket.number, 0)
     before = await search_rows(core)
+
+    def changed(old: dict[tuple[int, int], int], new: dict[tuple[int, int], int]) -> set[Any]:
+        return {key for key in new.keys() | old.keys() if old.get(key) != new.get(key)}
+
+    await edit_reply(core, actor_id=agent.id, reply_id=replies[2].id, body="Reply two, edited.")
+    edited = await search_rows(core)
+    assert changed(before, edited) == {head}
 
     added = await add_reply(
         core, actor_id=agent.id, ticket=ticket.number, body="One more.", internal=False
     )
     after = await search_rows(core)
-    assert set(after) - set(before) == {(ticket.number, added.id)}
-    assert {key: after[key] for key in before} == before  # no other row rewritten
+    assert changed(edited, after) == {(ticket.number, added.id)}
 
-    await edit_reply(core, actor_id=agent.id, reply_id=replies[2].id, body="Reply two, edited.")
-    edited = await search_rows(core)
-    changed = {key for key in after if edited[key] != after[key]}
-    assert changed == {(ticket.number, replies[2].id)}
+    late = replies[INLINE + 1]
+    await edit_reply(core, actor_id=agent.id, reply_id=late.id, body="Late, edited.")
+    late_edited = await search_rows(core)
+    assert changed(after, late_edited) == {(ticket.number, late.id)}
 
-    await delete_reply(core, actor_id=agent.id, reply_id=replies[0].id)
+    await delete_reply(core, actor_id=agent.id, reply_id=late.id)
     deleted = await search_rows(core)
-    assert set(edited) - set(deleted) == {(ticket.number, replies[0].id)}
-    assert {key: deleted[key] for key in deleted} == {key: edited[key] for key in deleted}
+    assert changed(late_edited, deleted) == {(ticket.number, late.id)}
+    assert (neighbour.number, 0) in deleted
 
     await add_reply(core, actor_id=agent.id, ticket=ticket.number, body="A note.", internal=True)
     assert await search_rows(core) == deleted  # a note writes nothing
