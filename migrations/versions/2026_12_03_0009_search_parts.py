@@ -3,18 +3,24 @@
 Revision 0004 kept one search document per ticket: its title and description followed by all
 its public replies. Every reply rewrote that document whole (and re-indexed every word of it),
 and an edit or a deletion rebuilt it from every reply: the 5,000th reply of a conversation cost
-hundreds of times the first. Each part of a ticket now has its own search row, written by
-triggers in the same transaction as the change, and a search puts a ticket's parts together:
+hundreds of times the first. A reply's change now writes a bounded part of the search
+index, by triggers in the same transaction as the change:
 
-- PostgreSQL: ``ticket_search`` holds one row per part of a live ticket: ``part`` 0 is the
-  ticket itself (title weighted A, description B, the generated ``tickets.search_vector``), any
-  other ``part`` is the id of one of its public, undeleted replies (``replies.search_vector``,
-  weight D). Each row carries the ticket's number, customer and company (visibility stays in
-  the query). Adding, editing, hiding or deleting a reply writes that reply's row only; a
-  ticket's edit writes its part 0; deleting a ticket removes all its rows. The GIN index on
-  ``document`` finds the parts that hold a word, the primary key (number, part) reads a range
-  of the newest tickets' parts in order. ``ticket_search_estimate(tsquery)`` and
-  ``ticket_search_rebuild()`` keep their meaning; ``ticket_search_document()`` is gone.
+- PostgreSQL: ``ticket_search`` holds part 0 of every live ticket: the ticket's vector (title
+  A, description B, the generated ``tickets.search_vector``) followed by the vectors of its
+  first INLINE_REPLIES (20) replies that are public and undeleted (weight D). "First" counts
+  every reply by id, notes and deleted ones included, so a reply's place never moves. Each
+  later public, undeleted reply gets a row of its own (``part`` = the reply's id). One of the
+  first replies rewrites part 0 (a bounded document); a later one writes its own row only, and
+  marks its ticket's rows ``overflow`` (never unmarked but by ``ticket_search_rebuild()``:
+  a stale mark costs a little search time, never a wrong result). Every row carries the
+  ticket's number, customer and company (visibility stays in the query). A ticket without
+  later replies matches when its part 0 holds every word: one GIN ``AND``, as with revision
+  0004's whole-ticket documents; only the ``overflow`` tickets' parts are put together across
+  rows (their own partial GIN index). A ticket's edit rewrites part 0; deleting a ticket
+  removes all its rows. ``ticket_search_estimate(tsquery)`` and ``ticket_search_rebuild()``
+  keep their meaning; ``ticket_search_document()`` is gone. ``replies (ticket_id, id)`` is
+  indexed on both databases (a reply's place among its ticket's first replies).
 - SQLite: ``ticket_search_fts`` (one FTS5 row per ticket with all its replies in one column,
   rewritten on every reply) is dropped. Search reads the per-row FTS5 tables that revision
   0001 keeps already: ``tickets_fts`` (title, description; rowid = number) and ``replies_fts``
