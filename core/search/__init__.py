@@ -23,16 +23,16 @@ A conversation of thousands of replies costs no more per reply than a short one 
 conversation's.
 
 PostgreSQL matches ``ticket_search.document`` through its GIN index. It holds, kept in step by
-triggers, part 0 of each live ticket: the title (weight A), the description (B) and its first
-20 replies that are public and undeleted (D; by id, so a reply's place never moves), and one
-row of its own for each later public, undeleted reply (D). One of the first 20 replies rewrites
-part 0 (at most 20 replies long); a later one writes only its own row and marks every part of
-its ticket ``overflow``. So a ticket without later replies matches when its part 0 holds every
-token, which one GIN ``AND`` answers as for a whole-ticket document; the parts of the few
-tickets with ``overflow`` that hold any token (a partial GIN index) are grouped per ticket and
-kept when every token was found somewhere. To find the newest matches without visiting every older one, a
-staff search reads a range of the newest ticket numbers: as wide as the planner's estimate of
-the matches (``ticket_search_estimate``) says holds ``RANKED_LIMIT`` of them, with a margin.
+triggers, part 0 of each live ticket: the title (weight A), the description (B) and its first 20
+replies that are public and undeleted (D; by id, so a reply's place never moves), and one row of
+its own for each later public, undeleted reply (D). One of the first 20 replies rewrites part 0 (at
+most 20 replies long); a later one writes only its own row and marks every part of its ticket
+``overflow``. So a ticket without later replies matches when its part 0 holds every token, which
+one GIN ``AND`` answers as for a whole-ticket document; the parts of the few tickets with
+``overflow`` that hold any token (a partial GIN index) are grouped per ticket and kept when every
+token was found somewhere. To find the newest matches without visiting every older one, a staff
+search reads a range of the newest ticket numbers: as wide as the planner's estimate of the matches
+(``ticket_search_estimate``) says holds ``RANKED_LIMIT`` of them, with a margin.
 Should it hold fewer, the next range is sized from the density of matches actually seen, and a
 query too rare to measure takes everything older at once (one the estimate calls common, but
 absent from the newest tickets, takes ranges growing eightfold instead). A query the estimate

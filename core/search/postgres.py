@@ -272,9 +272,10 @@ class PostgresSearch(SearchEngine):
         replies (`overflow`) that hold any token are put together per ticket. `indexed`:
         found through the GIN indexes (else each part is tested in turn)."""
         document = _SEARCH.c.document
-        relevant: ColumnElement[bool] = document.bool_op("@@")(self.match_query) | (
-            _SEARCH.c.overflow & document.bool_op("@@")(self.any_query)
-        )
+        # Each side is answered by its own partial GIN index (migration 0009).
+        relevant: ColumnElement[bool] = (
+            not_(_SEARCH.c.overflow) & document.bool_op("@@")(self.match_query)
+        ) | (_SEARCH.c.overflow & document.bool_op("@@")(self.any_query))
         if not indexed:
             # The same test in a form no index answers, so that the planner reads the parts
             # in the order of the primary key and stops when enough tickets match.

@@ -17,7 +17,8 @@ index, by triggers in the same transaction as the change:
   ticket's number, customer and company (visibility stays in the query). A ticket without
   later replies matches when its part 0 holds every word: one GIN ``AND``, as with revision
   0004's whole-ticket documents; only the ``overflow`` tickets' parts are put together across
-  rows (their own partial GIN index). A ticket's edit rewrites part 0; deleting a ticket
+  rows. Each row is in one of two partial GIN indexes (``overflow`` or not), so a later reply
+  writes one GIN entry set, as before. A ticket's edit rewrites part 0; deleting a ticket
   removes all its rows. ``ticket_search_estimate(tsquery)`` and ``ticket_search_rebuild()``
   keep their meaning; ``ticket_search_document()`` is gone. ``replies (ticket_id, id)`` is
   indexed on both databases (a reply's place among its ticket's first replies).
@@ -276,10 +277,11 @@ _POSTGRES_UP = [
     """,
     "SELECT ticket_search_rebuild()",
     # Built after the backfill: one sort each instead of one insertion per row.
+    # Two GIN indexes, each row in one of them: part 0 of the tickets without later replies
+    # (a search asks it for every word at once), and the rows of the few tickets with some
+    # (asked for any word: the only parts a search puts together across rows).
     "CREATE INDEX ix_ticket_search_document ON ticket_search USING gin (document) "
-    "WITH (fastupdate = off)",
-    # The parts of the few tickets whose conversation runs past part 0: the only ones a
-    # search puts together across rows.
+    "WITH (fastupdate = off) WHERE NOT overflow",
     "CREATE INDEX ix_ticket_search_overflow ON ticket_search USING gin (document) "
     "WITH (fastupdate = off) WHERE overflow",
     "CREATE INDEX ix_ticket_search_customer ON ticket_search (customer_id)",
