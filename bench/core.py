@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -679,8 +680,17 @@ ORDER BY created_at DESC, number DESC LIMIT 20
 
 
 async def bench_search(
-    core: Core, dsn: str, agent_id: int, terms: list[str], broad: list[str], repeat: int
+    core: Core,
+    dsn: str,
+    agent_id: int,
+    terms: list[str],
+    broad: list[str],
+    repeat: int,
+    rounds: int,
 ) -> None:
+    """Each query timed `repeat` times in each of `rounds` rounds (all queries once per round,
+    so the rounds see the same conditions); the target is judged on every round, and the
+    run-to-run range of the rounds is printed."""
     connection = await asyncpg.connect(dsn)
     print(
         "(c) core.search.search_tickets (staff scope, page 1 of 20, ranked, with total) vs "
@@ -688,24 +698,30 @@ async def bench_search(
     )
     print(
         f"    (search ranks the newest {search.RANKED_LIMIT:,} matches; "
-        f"'{search.RANKED_LIMIT:,}+': more matched, not counted)"
+        f"'{search.RANKED_LIMIT:,}+': more matched, not counted; {rounds} rounds of "
+        f"{repeat} calls per query)"
     )
+    print(f"    {await _commit_latency(connection)}")
     print(
-        f"    {'query':<22}{'matches':>9}{'p50 ms':>9}{'p95 ms':>9}"
+        f"    {'query':<22}{'matches':>9}{'p50 ms':>9}{'p95 ms':>9}{'p95 range':>14}"
         f"{'ILIKE ms':>10}{'ILIKE hits':>11}{'ratio':>8}"
     )
-    all_samples: list[float] = []
-    ratios: list[float] = []
+    samples: dict[str, list[list[float]]] = {term: [] for term in terms + broad}
+    totals: dict[str, str] = {}
+    loads: list[str] = []
     try:
+        for _ in range(rounds):
+            loads.append(_load())
+            for term in terms + broad:
+
+                async def call(term: str = term) -> None:
+                    page = await search_tickets(core, actor_id=agent_id, query=term, page_size=20)
+                    # '+': more matched than the newest ranked
+                    totals[term] = f"{page.total:,}{'+' if page.capped else ''}"
+
+                samples[term].append(await timed(call, repeat))
+        ratios: list[float] = []
         for term in terms + broad:
-            total = ""
-
-            async def call(term: str = term) -> None:
-                nonlocal total
-                page = await search_tickets(core, actor_id=agent_id, query=term, page_size=20)
-                total = f"{page.total:,}{'+' if page.capped else ''}"  # '+': the newest ranked
-
-            samples = await timed(call, repeat)
             patterns = [f"%{word}%" for word in term.split()]
 
             async def ilike(patterns: list[str] = patterns) -> None:
@@ -714,29 +730,77 @@ async def bench_search(
 
             ilike_samples = await timed(ilike, 3, warmup=1)
             ilike_hits = await connection.fetchval(ILIKE_COUNT, patterns)
-            p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
+            every = [sample for run in samples[term] for sample in run]
+            p50, p95 = percentile(every, 0.5), percentile(every, 0.95)
+            per_round = [percentile(run, 0.95) for run in samples[term]]
+            spread = f"{min(per_round):.1f}–{max(per_round):.1f}"
             ilike_p50 = percentile(ilike_samples, 0.5)
             ratio = ilike_p50 / p50
             label = term if term in terms else f"{term} (broad)"
             print(
-                f"    {label:<22}{total:>9}{p50:>9.1f}{p95:>9.1f}{ilike_p50:>10.0f}"
-                f"{ilike_hits:>11,}{ratio:>7.0f}x"
+                f"    {label:<22}{totals[term]:>9}{p50:>9.1f}{p95:>9.1f}{spread:>14}"
+                f"{ilike_p50:>10.0f}{ilike_hits:>11,}{ratio:>7.0f}x"
             )
             if term in terms:
-                all_samples += samples
                 ratios.append(ratio)
     finally:
         await connection.close()
-    p95 = percentile(all_samples, 0.95)
+    round_p50: list[float] = []
+    round_p95: list[float] = []
+    for index in range(rounds):
+        realistic = [sample for term in terms for sample in samples[term][index]]
+        round_p50.append(percentile(realistic, 0.5))
+        round_p95.append(percentile(realistic, 0.95))
+        print(
+            f"    round {index + 1} (load {loads[index]}): all realistic queries "
+            f"p50 {round_p50[-1]:.1f} ms, p95 {round_p95[-1]:.1f} ms"
+        )
+    worst = max(round_p95)
     print(
-        f"    all realistic queries: p50 {percentile(all_samples, 0.5):.1f} ms, p95 {p95:.1f} ms"
-        f"   target p95 <= {SEARCH_P95_MS:.0f} ms   {verdict(p95 <= SEARCH_P95_MS)}"
+        f"    all realistic queries, run-to-run range over {rounds} rounds: "
+        f"p50 {min(round_p50):.1f}–{max(round_p50):.1f} ms, "
+        f"p95 {min(round_p95):.1f}–{worst:.1f} ms"
+        f"   target p95 <= {SEARCH_P95_MS:.0f} ms in every round   "
+        f"{verdict(worst <= SEARCH_P95_MS)}"
     )
     print(
         f"    slowest ratio to ILIKE {min(ratios):.0f}x, median {statistics.median(ratios):.0f}x"
         f"   target >= {SEARCH_VS_ILIKE:.0f}x   {verdict(min(ratios) >= SEARCH_VS_ILIKE)}"
     )
     print("    ('broad' rows: a word in a large share of all tickets; shown, not in the targets)")
+
+
+async def _commit_latency(connection: asyncpg.Connection) -> str:
+    """How long a one-row write's commit takes now (every search commits its rate-limit
+    count), and how much the kernel still has to write back: both are high right after a
+    fresh seed."""
+    samples = []
+    for _ in range(30):
+        began = time.perf_counter()
+        async with connection.transaction():
+            await connection.execute(
+                "INSERT INTO rate_limit_counters AS c (actor_id, bucket, window_start, count) "
+                "VALUES ((SELECT min(id) FROM users), 'bench_probe', now(), 1) "
+                "ON CONFLICT (actor_id, bucket, window_start) DO UPDATE SET count = c.count + 1"
+            )
+        samples.append((time.perf_counter() - began) * 1000)
+    await connection.execute("DELETE FROM rate_limit_counters WHERE bucket = 'bench_probe'")
+    memory = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():  # noqa: ASYNC240
+            name, value = line.split(":", 1)
+            memory[name] = int(value.split()[0]) // 1024
+    except OSError:
+        pass
+    pending = (
+        f", kernel dirty {memory['Dirty']:,} MB, writeback {memory['Writeback']:,} MB"
+        if "Dirty" in memory
+        else ""
+    )
+    return (
+        f"state: a one-row write + commit p50 {percentile(samples, 0.5):.1f} ms, "
+        f"p95 {percentile(samples, 0.95):.1f} ms{pending}"
+    )
 
 
 def search_terms(vocab: Vocabulary) -> tuple[list[str], list[str]]:
@@ -812,7 +876,7 @@ async def main(args: argparse.Namespace) -> None:
         if "b" in parts:
             await bench_list(core, agent_id, args.repeat)
         if "c" in parts:
-            await bench_search(core, dsn, agent_id, terms, broad, args.repeat)
+            await bench_search(core, dsn, agent_id, terms, broad, args.repeat, args.rounds)
         if population.tickets < 1_000_000:
             print(
                 f"\nnote: {population.tickets:,} tickets; the search and list targets are "
@@ -851,6 +915,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--creations", type=int, default=2000, help="0 to skip (a)")
     parser.add_argument("--repeat", type=int, default=40, help="timed calls per measurement")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="(c): rounds of --repeat calls per query"
+    )
     parser.add_argument("--parts", default="a,b,c", help="measurements to run: a,b,c")
     parser.add_argument("--vocabulary", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=20261128)

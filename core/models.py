@@ -193,7 +193,10 @@ class TicketCounter(Base):
 
 class Reply(Base):
     __tablename__ = "replies"
-    __table_args__ = (Index("ix_replies_ticket_created", "ticket_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_replies_ticket_created", "ticket_id", "created_at"),
+        Index("ix_replies_ticket_id", "ticket_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))

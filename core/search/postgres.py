@@ -1,6 +1,7 @@
-"""PostgreSQL: ``ticket_search.document`` (a tsvector per live ticket, kept by triggers)
-matched through its GIN index, ranked with ``ts_rank``, the newest tickets read in ranges of
-numbers sized from the planner's estimate (see core.search)."""
+"""PostgreSQL: ``ticket_search.document`` (a tsvector per part of a live ticket, kept by
+triggers) matched through its GIN index, the parts put together and ranked per ticket, the
+newest tickets read in ranges of numbers sized from the planner's estimate, or newest first
+part by part for a common query (see core.search)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ColumnElement,
-    Float,
     Integer,
     Select,
     Text,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     false,
     func,
     literal_column,
+    not_,
     null,
     select,
     table,
@@ -36,6 +38,9 @@ from core.enums import Role
 from core.models import Reply, Ticket
 from core.search.query import Terms
 from core.search.ranking import (
+    DESCRIPTION_WEIGHT,
+    REPLY_WEIGHT,
+    TITLE_WEIGHT,
     Match,
     SearchEngine,
     best_first,
@@ -55,6 +60,11 @@ MIN_SAMPLE = 10
 # back (a word of old tickets that the newest ones lack), and reading everything older would
 # rank a large share of the desk. The next slice is this many times wider instead.
 SLICE_GROWTH = 8
+# A word the estimate puts in at least this share of the parts is read differently: the
+# newest parts one after the other (the primary key, backwards), each tested, until enough
+# tickets match. For a common word that reads a few thousand small rows; through the GIN index
+# it would read the word's whole posting list, however old, on every search.
+STREAM_SHARE = 0.02
 # PostgreSQL: every statement of a search; past it the query is refused as too broad.
 SEARCH_TIMEOUT_MS = 2000
 
@@ -64,6 +74,8 @@ _HEADLINE_OPTIONS: ColumnClause[Any] = literal_column(
 )
 _TICKET_VECTOR: ColumnClause[Any] = literal_column("tickets.search_vector")
 _REPLY_VECTOR: ColumnClause[Any] = literal_column("replies.search_vector")
+_TITLE_ONLY: ColumnClause[Any] = literal_column("'{a}'::\"char\"[]")
+_TICKET_ONLY: ColumnClause[Any] = literal_column("'{a,b}'::\"char\"[]")
 _Text = QueryableAttribute[Any] | ColumnElement[Any]
 
 
@@ -74,19 +86,24 @@ class _TsVector(UserDefinedType[Any]):
         return "tsvector"
 
 
-# PostgreSQL's search documents (migration 0004): one row per live ticket, written by triggers.
+# PostgreSQL's search parts (migration 0009), written by triggers: one row per live ticket
+# (part 0: title A, description B and its first public, undeleted replies D) and one per later
+# public, undeleted reply of it (part: the reply's id; weight D). `overflow`: the row belongs
+# to a ticket that has such later replies (set on all its rows).
 _SEARCH = table(
     "ticket_search",
     column("number", BigInteger),
+    column("part", BigInteger),
     column("customer_id", Integer),
     column("company_id", Integer),
+    column("overflow", Boolean),
     column("document", _TsVector()),
 )
 
 
 def _search_scope(actor: Actor) -> ColumnElement[bool]:
     """Actor.visible_tickets() on ticket_search, which mirrors the tickets' customer and
-    company and holds live tickets only (the triggers delete a deleted ticket's row)."""
+    company and holds live tickets only (the triggers delete a deleted ticket's rows)."""
     if actor.role.is_global_staff:
         return true()
     if actor.role is Role.CORPORATE:
@@ -107,18 +124,79 @@ def _search_scope(actor: Actor) -> ColumnElement[bool]:
 class PostgresSearch(SearchEngine):
     def __init__(self, terms: Terms) -> None:
         self.terms = terms
+        # All tokens in one part: a ticket without later replies matches through its part 0
+        # alone (one GIN scan answers it); also the planner's estimate of how common it is.
         self.match_query = self._tsquery("search_all", terms.pg_tsquery("&"))
-        # Any one token: to pick the part of a hit that shows it.
+        # Any one token: the parts that may complete a match; and the part of a hit to show.
         self.any_query = self._tsquery("search_any", terms.pg_tsquery("|"))
+        self.token_queries = [
+            self._plain_tsquery(f"search_token_{index}", terms.pg_token(index))
+            for index in range(len(terms.tokens))
+        ]
 
     def _tsquery(self, name: str, tokens: str) -> ColumnElement[Any]:
-        query: ColumnElement[Any] = func.to_tsquery(_ENGLISH, bindparam(name, tokens, type_=Text))
+        query = self._plain_tsquery(name, tokens)
         if self.terms.has_compound_words:
-            # PostgreSQL's parser keeps 'a@b.com' or 'host.example.org' whole, so these are
-            # found by the text as its parser reads it. plainto_tsquery reads no operators.
-            raw = bindparam("search_text", self.terms.text, type_=Text)
-            query = query.op("||")(func.plainto_tsquery(_ENGLISH, raw))
+            query = query.op("||")(self._whole_text())
         return query
+
+    def _plain_tsquery(self, name: str, tokens: str) -> ColumnElement[Any]:
+        return func.to_tsquery(_ENGLISH, bindparam(name, tokens, type_=Text))
+
+    def _whole_text(self) -> ColumnElement[Any]:
+        # PostgreSQL's parser keeps 'a@b.com' or 'host.example.org' whole, so these are found
+        # by the text as its parser reads it. plainto_tsquery reads no operators.
+        raw = bindparam("search_text", self.terms.text, type_=Text)
+        return func.plainto_tsquery(_ENGLISH, raw)
+
+    def _rank(self) -> ColumnElement[Any]:
+        """A ticket's rank from its matching parts (a GROUP BY number): for each token, the
+        weight of the best part holding it, added up; NULL when a token is in none of them.
+        A stop word (which the engine drops) counts as found, weighing nothing. Part 0 holds
+        the title (A), the description (B) and the first replies (D); other parts, replies."""
+        document = _SEARCH.c.document
+        head = _SEARCH.c.part == 0
+
+        def weight(
+            found: ColumnElement[bool],
+            in_title: ColumnElement[bool],
+            in_ticket: ColumnElement[bool],
+        ) -> Any:
+            return func.max(
+                case(
+                    (not_(found), null()),
+                    (not_(head), REPLY_WEIGHT),
+                    (in_title, TITLE_WEIGHT),
+                    (in_ticket, DESCRIPTION_WEIGHT),
+                    else_=REPLY_WEIGHT,
+                )
+            )
+
+        total: ColumnElement[Any] | None = None
+        for index, token in enumerate(self.token_queries):
+            title = self._plain_tsquery(f"search_title_{index}", self.terms.pg_token(index, "A"))
+            ticket = self._plain_tsquery(f"search_ticket_{index}", self.terms.pg_token(index, "AB"))
+            best = case(
+                (func.numnode(token) == 0, 0),
+                else_=weight(
+                    document.bool_op("@@")(token),
+                    document.bool_op("@@")(title),
+                    document.bool_op("@@")(ticket),
+                ),
+            )
+            total = best if total is None else total + best
+        assert total is not None  # a search has at least one token
+        if not self.terms.has_compound_words:
+            return total
+        whole = self._whole_text()
+        title_part = func.ts_filter(document, _TITLE_ONLY)
+        ticket_part = func.ts_filter(document, _TICKET_ONLY)
+        whole_weight = weight(
+            document.bool_op("@@")(whole),
+            title_part.bool_op("@@")(whole),
+            ticket_part.bool_op("@@")(whole),
+        )
+        return func.greatest(total, whole_weight * len(self.terms.tokens))
 
     async def rank_newest(
         self, session: AsyncSession, actor: Actor, *, newest: int, best: int
@@ -126,37 +204,51 @@ class PostgresSearch(SearchEngine):
         # Customers and corporate staff see a narrow share of the desk: reading it whole is
         # cheap (through the customer and company indexes), no estimate needed.
         whole_desk = actor.role.is_global_staff
-        top, estimate = (
+        top, estimate, parts = (
             await session.execute(
                 select(
                     select(func.max(_SEARCH.c.number)).scalar_subquery(),
                     func.ticket_search_estimate(self.match_query) if whole_desk else null(),
-                    # For the rest of this transaction: the safety net; plans made for each
-                    # query's own words (a generic plan cannot tell a rare word from a common
-                    # one); and page costs for a table that lives in memory, so that the
-                    # planner weighs reading a few thousand rows against scanning a long range
-                    # of the number index as the clock does.
+                    literal_column(
+                        "(SELECT reltuples FROM pg_class WHERE oid = 'ticket_search'::regclass)"
+                    ),
+                    # For the rest of this transaction: the safety net; a commit that does
+                    # not wait for the disk; plans made for each query's own words (a generic
+                    # plan cannot tell a rare word from a common one); and page costs for a
+                    # table that lives in memory, so that the planner weighs reading a few
+                    # thousand rows against scanning a long range of the number index as the
+                    # clock does.
                     func.set_config("statement_timeout", f"{SEARCH_TIMEOUT_MS}ms", True),
+                    # A search writes only its rate-limit count: its commit need not wait for
+                    # the disk (a crash could forget the last fraction of a second of counts).
+                    func.set_config("synchronous_commit", "off", True),
                     func.set_config("plan_cache_mode", "force_custom_plan", True),
                     func.set_config("random_page_cost", "1.1", True),
                 )
             )
-        ).one()[:2]
+        ).one()[:3]
         if top is None:
             return [], 0
         scope = _search_scope(actor)
+        common = estimate is not None and estimate > newest * SLICE_MARGIN
+        if common and parts and estimate >= float(parts) * STREAM_SHARE:
+            rows = (await session.execute(self._best_of_newest(scope, newest, best))).all()
+            found = int(rows[0].found) if rows else 0
+            return [Match(int(row.number), float(row.rank)) for row in rows], found
         candidates: list[Match] = []
         found = 0
         upper = int(top)
         size = upper  # everything, unless the estimate says the newest matches are near
-        if estimate is not None and estimate > newest * SLICE_MARGIN:
+        if estimate is not None and common:
             size = math.ceil(newest * SLICE_MARGIN * upper / estimate)
         while True:
             lower: int | None = upper - size if upper - size > 0 else None
             wanted = newest - found  # matches still to rank; one more says there are more
             if wanted == 0:
                 more = await session.scalar(
-                    select(true()).where(*self._slice(scope, upper, lower)).limit(1)
+                    select(true())
+                    .select_from(self._matches(scope, upper, lower).subquery())
+                    .limit(1)
                 )
                 return best_first(candidates)[:best], found + (1 if more else 0)
             rows = (
@@ -168,46 +260,70 @@ class PostgresSearch(SearchEngine):
             if in_slice > wanted or lower is None:
                 return best_first(candidates)[:best], found
             if found < MIN_SAMPLE:
-                common = estimate is not None and estimate > newest * SLICE_MARGIN
                 size = size * SLICE_GROWTH if common else lower  # else everything older
             else:
                 density = found / (top - lower)
                 size = math.ceil((newest - found) / density * SLICE_MARGIN)
             upper = lower
 
-    def _slice(
-        self, scope: ColumnElement[bool], upper: int, lower: int | None
-    ) -> list[ColumnElement[bool]]:
-        """Matches the actor may see numbered in (lower, upper]."""
-        conditions = [
-            _SEARCH.c.document.bool_op("@@")(self.match_query),
-            scope,
-            _SEARCH.c.number <= upper,
-        ]
+    def _matches(
+        self,
+        scope: ColumnElement[bool],
+        upper: int | None,
+        lower: int | None,
+        *,
+        indexed: bool = True,
+    ) -> Select[Any]:
+        """The matching tickets the actor may see numbered in (lower, upper], each with its
+        rank. A ticket whose replies all fit in its part 0 matches when that part holds every
+        token (the GIN index answers it as one AND); the parts of the few tickets with later
+        replies (`overflow`) that hold any token are put together per ticket. `indexed`:
+        found through the GIN indexes (else each part is tested in turn)."""
+        document = _SEARCH.c.document
+        # Each side is answered by its own partial GIN index (migration 0009).
+        relevant: ColumnElement[bool] = (
+            not_(_SEARCH.c.overflow) & document.bool_op("@@")(self.match_query)
+        ) | (_SEARCH.c.overflow & document.bool_op("@@")(self.any_query))
+        if not indexed:
+            # The same test in a form no index answers, so that the planner reads the parts
+            # in the order of the primary key and stops when enough tickets match.
+            relevant = case((relevant, true()), else_=false())
+        conditions: list[ColumnElement[bool]] = [relevant, scope]
+        if upper is not None:
+            conditions.append(_SEARCH.c.number <= upper)
         if lower is not None:
             conditions.append(_SEARCH.c.number > lower)
-        return conditions
+        rank = self._rank()
+        return (
+            select(_SEARCH.c.number, rank.label("rank"))
+            .where(*conditions)
+            .group_by(_SEARCH.c.number)
+            .having(rank.is_not(None))
+        )
 
     def _best_of_slice(
         self, scope: ColumnElement[bool], upper: int, lower: int | None, wanted: int, best: int
     ) -> Select[Any]:
-        """The slice's `wanted` newest matches, ranked (only those: ts_rank reads no other
-        document), its `best` best with the number of matches (counted up to `wanted` + 1)."""
+        """The slice's `wanted` newest matches, ranked, its `best` best with the number of
+        matches (counted up to `wanted` + 1)."""
         # OFFSET 0 keeps the planner from walking the number index backwards and testing every
-        # row until enough match: right for a word in every other ticket, but it guesses that
-        # path cheap for one in every fifty too, where the GIN index is several times faster.
-        matches = select(_SEARCH.c.number, _SEARCH.c.document).where(
-            *self._slice(scope, upper, lower)
-        )
-        fenced = matches.offset(0).subquery("matches")
+        # part until enough match: the GIN index is faster for all but common words, and for
+        # those _best_of_newest asks for that walk itself.
+        matches = self._matches(scope, upper, lower).offset(0).subquery("matches")
         newest = (
-            select(fenced.c.number, fenced.c.document)
-            .order_by(fenced.c.number.desc())
+            select(matches.c.number, matches.c.rank)
+            .order_by(matches.c.number.desc())
             .limit(wanted + 1)
             .subquery("newest")
         )
-        rank = func.ts_rank(newest.c.document, self.match_query, type_=Float)
-        return best_of(newest, rank, wanted, best)
+        return best_of(newest, newest.c.rank, wanted, best)
+
+    def _best_of_newest(self, scope: ColumnElement[bool], wanted: int, best: int) -> Select[Any]:
+        """The `wanted` newest matches of a common query, read newest first (parts in the
+        order of the primary key, each tested) until one more than `wanted` is found."""
+        matches = self._matches(scope, None, None, indexed=False)
+        newest = matches.order_by(_SEARCH.c.number.desc()).limit(wanted + 1).subquery("newest")
+        return best_of(newest, newest.c.rank, wanted, best)
 
     async def load(
         self, session: AsyncSession, actor: Actor, numbers: Sequence[int]

@@ -32,6 +32,22 @@ class Terms:
             parts[-1] += ":*"
         return f" {joiner} ".join(parts)
 
+    def pg_token(self, index: int, weights: str = "") -> str:
+        """to_tsquery input for one token: a quoted literal, a prefix if it is the last and
+        long, restricted to the given weights ('A': title) if any."""
+        token = self.tokens[index]
+        last = index == len(self.tokens) - 1 and len(token) >= PREFIX_MIN
+        marks = ("*" if last else "") + weights
+        return f"'{token}'" + (f":{marks}" if marks else "")
+
+    def fts5_token(self, index: int, column_name: str | None = None) -> str:
+        """FTS5 MATCH input for one token: an FTS5 string, a prefix if it is the last and long."""
+        token = self.tokens[index]
+        text = '"' + token.replace('"', '""') + '"'
+        if index == len(self.tokens) - 1 and len(token) >= PREFIX_MIN:
+            text += "*"
+        return f"{column_name} : {text}" if column_name else text
+
     def fts5_query(self, joiner: str, column_name: str | None = None) -> str:
         """FTS5 MATCH input: each token an FTS5 string, the last one a prefix if long."""
         parts = ['"' + token.replace('"', '""') + '"' for token in self.tokens]

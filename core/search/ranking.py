@@ -17,6 +17,13 @@ from core.models import Reply, Ticket
 SNIPPET_WORDS = 18
 SNIPPET_MAX_CHARS = 200
 
+# A ticket's rank: for each word of the query, the weight of the best part of the ticket that
+# holds it, added up. A word in the title counts most, in the description less, in a public
+# reply least; equal ranks are ordered newest first.
+TITLE_WEIGHT = 4
+DESCRIPTION_WEIGHT = 2
+REPLY_WEIGHT = 1
+
 
 @dataclass(frozen=True)
 class Match:

@@ -1,20 +1,38 @@
-"""SQLite: the FTS5 table ``ticket_search_fts`` (title, description, replies) ranked with
-``bm25``, a title hit weighing most and a reply hit least. There for correctness (tests, a
-one-machine desk), not for a million tickets."""
+"""SQLite: the FTS5 tables ``tickets_fts`` (title, description; rowid = number) and
+``replies_fts`` (public, undeleted replies; rowid = reply id), one row per ticket or reply
+(so a reply writes only its own row), put together per ticket at search time; ranked by where
+each word was found (see core.search.ranking). There for correctness (tests, a one-machine
+desk), not for a million tickets."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Text, bindparam, column, func, literal_column, select, table
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    bindparam,
+    column,
+    func,
+    literal,
+    literal_column,
+    select,
+    table,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.access import Actor
 from core.models import Reply, Ticket
 from core.search.query import Terms
 from core.search.ranking import (
+    DESCRIPTION_WEIGHT,
+    REPLY_WEIGHT,
     SNIPPET_WORDS,
+    TITLE_WEIGHT,
     Match,
     SearchEngine,
     best_of,
@@ -24,7 +42,6 @@ from core.search.ranking import (
 
 _TICKETS_FTS = table("tickets_fts", column("rowid"))
 _REPLIES_FTS = table("replies_fts", column("rowid"))
-_SEARCH_FTS = table("ticket_search_fts", column("rowid"))
 
 
 class SqliteSearch(SearchEngine):
@@ -37,21 +54,55 @@ class SqliteSearch(SearchEngine):
     async def rank_newest(
         self, session: AsyncSession, actor: Actor, *, newest: int, best: int
     ) -> tuple[list[Match], int]:
-        # bm25 is lower for better matches; a title hit weighs most, a reply hit least.
-        rank = -func.bm25(
-            literal_column("ticket_search_fts"),
-            literal_column("4.0"),
-            literal_column("1.0"),
-            literal_column("0.25"),
+        # Each token's hits: a title, a description or a public reply that holds it, with that
+        # part's weight. A ticket matches when every token has a hit; its rank is the sum of
+        # each token's best weight.
+        hits: list[Select[Any]] = []  # each: (number, token, weight)
+        for index in range(len(self.terms.tokens)):
+            token = literal(index)
+            for name, weight in (("title", TITLE_WEIGHT), ("description", DESCRIPTION_WEIGHT)):
+                hits.append(
+                    select(
+                        _TICKETS_FTS.c.rowid.label("number"),
+                        token.label("token"),
+                        literal(weight).label("weight"),
+                    ).where(
+                        self._match(
+                            "tickets_fts",
+                            self.terms.fts5_token(index, name),
+                            f"search_{name}_{index}",
+                        )
+                    )
+                )
+            reply_hits = (
+                select(Ticket.number.label("number"), token, literal(REPLY_WEIGHT))
+                .select_from(_REPLIES_FTS)
+                .join(Reply, Reply.id == _REPLIES_FTS.c.rowid)
+                .join(Ticket, Ticket.id == Reply.ticket_id)
+                .where(
+                    self._match(
+                        "replies_fts", self.terms.fts5_token(index), f"search_reply_{index}"
+                    ),
+                    *public_reply(),
+                )
+            )
+            hits.append(cast("Select[Any]", reply_hits))
+        every = union_all(*hits).subquery("hits")
+        per_token = (
+            select(every.c.number, func.max(every.c.weight).label("weight"))
+            .group_by(every.c.number, every.c.token)
+            .subquery("per_token")
+        )
+        ranked = (
+            select(per_token.c.number, func.sum(per_token.c.weight).label("rank"))
+            .group_by(per_token.c.number)
+            .having(func.count() == len(self.terms.tokens))
+            .subquery("ranked")
         )
         matches = (
-            select(Ticket.number, rank.label("rank"))
-            .select_from(_SEARCH_FTS)
-            .join(Ticket, Ticket.number == _SEARCH_FTS.c.rowid)
-            .where(
-                self._match("ticket_search_fts", self.terms.fts5_query("AND"), "search_all"),
-                actor.visible_tickets(),
-            )
+            select(Ticket.number, ranked.c.rank)
+            .join(ranked, ranked.c.number == Ticket.number)
+            .where(actor.visible_tickets())
             .order_by(Ticket.number.desc())
             .limit(newest + 1)
             .subquery("newest")
