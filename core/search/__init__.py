@@ -19,7 +19,7 @@ anyone reads, and counting or ranking a fifth of a million tickets took more tha
 One more word narrows it.
 
 A conversation of thousands of replies costs no more per reply than a short one (migration
-0009): adding, editing or deleting a reply writes a bounded part of the index, never the whole
+0010): adding, editing or deleting a reply writes a bounded part of the index, never the whole
 conversation's.
 
 PostgreSQL matches ``ticket_search.document`` through its GIN index. It holds, kept in step by

@@ -86,7 +86,7 @@ class _TsVector(UserDefinedType[Any]):
         return "tsvector"
 
 
-# PostgreSQL's search parts (migration 0009), written by triggers: one row per live ticket
+# PostgreSQL's search parts (migration 0010), written by triggers: one row per live ticket
 # (part 0: title A, description B and its first public, undeleted replies D) and one per later
 # public, undeleted reply of it (part: the reply's id; weight D). `overflow`: the row belongs
 # to a ticket that has such later replies (set on all its rows).
@@ -280,7 +280,7 @@ class PostgresSearch(SearchEngine):
         replies (`overflow`) that hold any token are put together per ticket. `indexed`:
         found through the GIN indexes (else each part is tested in turn)."""
         document = _SEARCH.c.document
-        # Each side is answered by its own partial GIN index (migration 0009).
+        # Each side is answered by its own partial GIN index (migration 0010).
         relevant: ColumnElement[bool] = (
             not_(_SEARCH.c.overflow) & document.bool_op("@@")(self.match_query)
         ) | (_SEARCH.c.overflow & document.bool_op("@@")(self.any_query))

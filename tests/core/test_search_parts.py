@@ -1,4 +1,4 @@
-"""Migration 0009: a ticket's search is kept in parts (the ticket with its first replies, then
+"""Migration 0010: a ticket's search is kept in parts (the ticket with its first replies, then
 each later public reply), so one reply's change writes a bounded document; conversations
 written before the upgrade are found after it, and the downgrade brings back what searched
 before."""
@@ -24,8 +24,8 @@ from tests.factories import make_ticket, make_user
 
 
 def _inline_replies() -> int:
-    path = Path(__file__).parents[2] / "migrations/versions/2026_12_03_0009_search_parts.py"
-    spec = importlib.util.spec_from_file_location("ticketbot_migration_0009", path)
+    path = Path(__file__).parents[2] / "migrations/versions/2026_12_03_0010_search_parts.py"
+    spec = importlib.util.spec_from_file_location("ticketbot_migration_0010", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -69,7 +69,7 @@ async def test_conversations_written_before_the_upgrade_are_found_after_it(datab
     database = Database(url)
     core = Core(db=database, settings=settings_for(url), clock=FrozenClock())
     try:
-        await run_migrations(url, "upgrade", "0007")
+        await run_migrations(url, "upgrade", "0009")
         customer = await make_user(core)
         agent = await make_user(core, Role.AGENT)
         manager = await make_user(core, Role.MANAGER)
@@ -126,7 +126,7 @@ async def test_conversations_written_before_the_upgrade_are_found_after_it(datab
         )
         assert await numbers(core, customer.id, "vpn dongle") == [kept.number]
 
-        await run_migrations(url, "downgrade", "0007")
+        await run_migrations(url, "downgrade", "0009")
         async with database.engine.connect() as connection:
             found = (
                 "SELECT name FROM sqlite_master WHERE name = 'ticket_search_fts'"

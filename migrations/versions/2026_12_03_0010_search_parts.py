@@ -27,8 +27,8 @@ index, by triggers in the same transaction as the change:
   0001 keeps already: ``tickets_fts`` (title, description; rowid = number) and ``replies_fts``
   (public, undeleted replies; rowid = reply id).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-03 13:00:00
 """
 
@@ -41,8 +41,8 @@ from types import ModuleType
 
 from alembic import op
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -7,8 +7,8 @@ often Slack delivers it or people react to it. A ticket raised in a linked chann
 with its company (`tickets.shared_with_company`): the company's customers see it. People of
 another organisation keep their team id (`users.chat_team_id`): they are only ever customers.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-03 12:45:00
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
