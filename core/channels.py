@@ -355,18 +355,7 @@ async def _message_request(
             now=now,
             details={"channel_id": channel_id, "via": "channel_message"},
         )
-        session.add(
-            ChannelRequest(
-                channel_id=channel_id,
-                ts=ts,
-                ticket_id=ticket.id,
-                author_id=actor.id,
-                opened=True,
-                created_at=now,
-            )
-        )
-        await session.flush()
-        return Intaken(ticket=ticket, opened=True)
+        return await _opened(session, ticket, channel_id, ts, author_id=actor.id, now=now)
 
 
 async def _join_previous(
@@ -516,18 +505,31 @@ async def _reaction_request(
             now=now,
             details={"channel_id": channel_id, "via": "reaction", "reaction": reaction},
         )
-        session.add(
-            ChannelRequest(
-                channel_id=channel_id,
-                ts=ts,
-                ticket_id=ticket.id,
-                author_id=author_row.id,
-                opened=True,
-                created_at=now,
-            )
+        return await _opened(session, ticket, channel_id, ts, author_id=author_row.id, now=now)
+
+
+async def _opened(
+    session: AsyncSession,
+    ticket: TicketView,
+    channel_id: str,
+    ts: str,
+    *,
+    author_id: int,
+    now: datetime,
+) -> Intaken:
+    """Record that the message (channel_id, ts) opened `ticket`: one ticket per message."""
+    session.add(
+        ChannelRequest(
+            channel_id=channel_id,
+            ts=ts,
+            ticket_id=ticket.id,
+            author_id=author_id,
+            opened=True,
+            created_at=now,
         )
-        await session.flush()
-        return Intaken(ticket=ticket, opened=True)
+    )
+    await session.flush()
+    return Intaken(ticket=ticket, opened=True)
 
 
 async def _open(
