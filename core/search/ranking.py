@@ -53,7 +53,12 @@ def public_reply() -> list[ColumnElement[bool]]:
     return [not_(Reply.is_internal), Reply.deleted_at.is_(None)]
 
 
-def best_of(newest: Subquery, rank: ColumnElement[float], keep: int, best: int) -> Select[Any]:
+def best_of(
+    newest: Subquery,
+    rank: ColumnElement[float],
+    keep: int | ColumnElement[int],
+    best: int | ColumnElement[int],
+) -> Select[Any]:
     """From `newest` (number and a rank, at most `keep` + 1 rows): the `best` best ranked of
     its `keep` newest, each with the number of rows of `newest` (to tell whether more match)."""
     counted = select(

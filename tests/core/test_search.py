@@ -515,6 +515,8 @@ async def test_search_still_running_at_the_timeout_is_refused_and_still_counted(
     await make_ticket(core, await make_user(core), title="Toner low")
     slow = literal_column("(SELECT 1 FROM pg_sleep(0.3)) = 1")
     original = search.postgres.PostgresSearch._matches
+    # Statements are built once per shape: these are built anew, with the slow condition.
+    monkeypatch.setattr(search.postgres.PostgresSearch, "_STATEMENTS", {})
     monkeypatch.setattr(
         search.postgres.PostgresSearch,
         "_matches",
@@ -527,3 +529,28 @@ async def test_search_still_running_at_the_timeout_is_refused_and_still_counted(
     monkeypatch.undo()
     with pytest.raises(RateLimited):  # the refused search used the actor's one search
         await search_tickets(limited, actor_id=agent.id, query="toner")
+
+
+async def test_searches_of_the_same_shape_each_bind_their_own_actors_scope(core):
+    """Statements are built once per shape of query and scope and reused: each search still
+    sees only what its own actor may see, whoever built the statement first."""
+    north, south = await make_company(core, "North"), await make_company(core, "South")
+    alice = await make_user(core, company_id=north)
+    bob = await make_user(core, company_id=south)
+    carol = await make_user(core)
+    norths_staff = await make_user(core, Role.CORPORATE, company_id=north)
+    souths_staff = await make_user(core, Role.CORPORATE, company_id=south)
+    tickets = {
+        user.id: (await make_ticket(core, user, title="Gasket leaking", description="x")).number
+        for user in (alice, bob, carol)
+    }
+    for actor, expected in (
+        (alice, [tickets[alice.id]]),
+        (bob, [tickets[bob.id]]),
+        (carol, [tickets[carol.id]]),
+        (norths_staff, [tickets[alice.id]]),
+        (souths_staff, [tickets[bob.id]]),
+    ):
+        for query in ("gasket", "leaking", "gasket leaking"):
+            page = await search_tickets(core, actor_id=actor.id, query=query)
+            assert [hit.ticket.number for hit in page.items] == expected, (actor.id, query)
