@@ -36,6 +36,7 @@ from core import search
 from core.context import Core
 from core.enums import Priority, Status
 from core.search import search_tickets
+from core.search.recent import refresh_recent_index
 from core.settings import CoreSettings
 from core.tickets import TicketFilters, create_ticket, list_tickets
 from core.tickets.new_rows import CREATE_PG
@@ -864,6 +865,18 @@ async def main(args: argparse.Namespace) -> None:
             search_limit=10**9,
         )
         core = Core.from_settings(settings)
+        # As the scheduler's housekeeping does within a minute of the bot's start, then hourly:
+        # the GIN index of the newest tickets (core.search.recent).
+        began = time.perf_counter()
+        recent = await refresh_recent_index(core)
+        if recent is None or recent.start is None:
+            print("recent search index: none (too few tickets to need one)")
+        else:
+            print(
+                f"recent search index: tickets numbered above {recent.start:,}, "
+                f"{'built' if recent.built else 'in place'} "
+                f"({time.perf_counter() - began:.1f} s; housekeeping keeps it)"
+            )
         server = await _server_facts(dsn)
         print(f"PostgreSQL {server}")
         print(f"machine: {os.cpu_count()} cores, load average {_load()} at the start")

@@ -1,5 +1,6 @@
 """Periodic jobs of the bot process, on APScheduler's asyncio scheduler: the SLA scan, and
-housekeeping (pruning the tables that only grow, core.housekeeping).
+housekeeping (pruning the tables that only grow, core.housekeeping; keeping the search index of
+the newest tickets up to date, core.search.recent).
 
 Every replica may run the scheduler: the scan claims each alert in the database (core.sla), so
 replicas racing on the same due tickets still send one alert per ticket and threshold, and
@@ -21,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from core.context import Core
 from core.housekeeping import DEFAULT_LIMIT, PruneResult, prune
+from core.search.recent import refresh_recent_index
 from core.settings import CoreSettings
 from core.sla import ScanResult, scan
 
@@ -67,9 +69,9 @@ async def run_housekeeping(
     core: Core, *, batch_size: int = DEFAULT_LIMIT
 ) -> list[PruneResult] | None:
     """One scheduled housekeeping run: prune, and again while a table had more to prune (up to
-    MAX_PRUNES_PER_RUN times). Errors are logged, never raised, so that the scheduler keeps its
-    job; None means the run failed (what earlier prunes deleted stays deleted) and the next
-    interval will retry."""
+    MAX_PRUNES_PER_RUN times), then move the recent search index on if it lags. Errors are
+    logged, never raised, so that the scheduler keeps its job; None means pruning failed (what
+    earlier prunes deleted stays deleted) and the next interval will retry."""
     results: list[PruneResult] = []
     try:
         for _ in range(MAX_PRUNES_PER_RUN):
@@ -80,6 +82,10 @@ async def run_housekeeping(
     except Exception:
         log.exception("housekeeping failed; the next run retries", extra={"prunes": len(results)})
         return None
+    try:
+        await refresh_recent_index(core)
+    except Exception:
+        log.exception("the recent search index was not refreshed; the next run retries")
     return results
 
 

@@ -1,0 +1,155 @@
+"""PostgreSQL keeps a second GIN index over the newest tickets' search parts (core.search.recent,
+migration 0012): housekeeping builds it, moves it on as tickets come and drops the old one, and
+the planner reads it for ranges of numbers within it. Results never depend on it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import text
+
+from bot.scheduler import run_housekeeping
+from core.context import Core
+from core.enums import Role
+from core.search import recent, search_tickets
+from core.search.postgres import PostgresSearch
+from core.search.query import parse_query
+from core.search.recent import INDEX_PREFIX, LOCK_KEY, refresh_recent_index
+from tests.factories import make_user
+
+
+@pytest.fixture
+async def small_window(core, monkeypatch):
+    """A window of 40 numbers (and 10 more before the next index is built); the recent indexes
+    a test built are dropped after it (emptying the tables leaves them)."""
+    monkeypatch.setattr(recent, "RECENT_WINDOW", 40)
+    monkeypatch.setattr(recent, "RECENT_SLACK", 10)
+    yield
+    if core.db.dialect == "postgresql":
+        async with core.db.engine.begin() as connection:
+            for name in await _recent_indexes(core):
+                await connection.execute(text(f"DROP INDEX {name}"))
+
+
+async def _recent_indexes(core: Core) -> dict[str, bool]:
+    async with core.db.engine.connect() as connection:
+        rows = await connection.execute(
+            text(
+                "SELECT c.relname, i.indisvalid FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE i.indrelid = 'ticket_search'::regclass AND c.relname LIKE :prefix"
+            ),
+            {"prefix": INDEX_PREFIX + "%"},
+        )
+        return {row[0]: row[1] for row in rows}
+
+
+async def _add_tickets(
+    core: Core, customer_id: int, count: int, word: str, *, every: int = 5
+) -> None:
+    """`count` more tickets (numbers from the sequence), one in `every` about `word`."""
+    async with core.db.engine.begin() as connection:
+        await connection.execute(
+            text(
+                """
+                INSERT INTO tickets (id, number, title, description, status, priority,
+                    customer_id, created_by_id, created_at, updated_at)
+                SELECT gen_random_uuid(), n, 'Ticket ' || n,
+                    CASE WHEN n % :every = 0 THEN :word ELSE 'paper jam' END,
+                    'open', 'medium', :customer, :customer, now(), now()
+                FROM (SELECT nextval('ticket_number_seq') AS n FROM generate_series(1, :count)) s
+                """
+            ),
+            {"word": word, "customer": customer_id, "count": count, "every": every},
+        )
+        await connection.execute(text("ANALYZE ticket_search"))
+
+
+async def test_housekeeping_builds_the_recent_index_and_moves_it_on(core, small_window):
+    if core.db.dialect != "postgresql":
+        assert await refresh_recent_index(core) is None  # FTS5 keeps no such index
+        return
+    customer = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    await _add_tickets(core, customer.id, 50, "toner smudge")
+    assert (await refresh_recent_index(core)).start is None  # 50: small enough without one
+    assert await _recent_indexes(core) == {}
+
+    await _add_tickets(core, customer.id, 5, "toner smudge")  # 55 > 40 + 10
+    assert await run_housekeeping(core) is not None
+    assert await _recent_indexes(core) == {f"{INDEX_PREFIX}15": True}
+
+    await _add_tickets(core, customer.id, 5, "toner smudge")  # 60: spans 45, not over 50
+    state = await refresh_recent_index(core)
+    assert (state.start, state.built, state.dropped) == (15, False, 0)
+
+    await _add_tickets(core, customer.id, 1, "toner smudge")  # 61: spans 46... still in place
+    await _add_tickets(core, customer.id, 5, "toner smudge")  # 66: spans 51
+    state = await refresh_recent_index(core)
+    assert (state.start, state.built, state.dropped) == (26, True, 1)
+    assert await _recent_indexes(core) == {f"{INDEX_PREFIX}26": True}
+    # Old and new tickets alike are found, newest first.
+    page = await search_tickets(core, actor_id=agent.id, query="toner smudge")
+    assert [hit.ticket.number for hit in page.items] == list(range(65, 0, -5))
+
+
+async def test_a_search_of_the_newest_tickets_reads_the_recent_index(core, small_window):
+    """For a range of numbers within the index's, the planner can and does read the small
+    index (its predicate is implied by the range); for an older range it cannot."""
+    if core.db.dialect != "postgresql":
+        return
+    customer = await make_user(core)
+    await _add_tickets(core, customer.id, 3000, "toner smudge", every=50)
+    recent.RECENT_WINDOW, recent.RECENT_SLACK = 400, 100
+    state = await refresh_recent_index(core)
+    assert state.start == 2600
+    engine = PostgresSearch(parse_query("toner smudge"))
+    statement = engine._best_of_slice("everyone", True).compile(dialect=core.db.engine.dialect)
+
+    async def plan(lower: int) -> str:
+        values = engine.values | {
+            "range_upper": 3000,
+            "range_lower": lower,
+            "wanted": 50,
+            "wanted_and_one": 51,
+            "best": 20,
+        }
+        params = statement.construct_params(values)
+        positional = tuple(params[name] for name in statement.positiontup or ())
+        async with core.db.engine.begin() as connection:
+            await connection.execute(text("SET LOCAL enable_seqscan = off"))
+            rows = await connection.exec_driver_sql("EXPLAIN " + str(statement), positional)
+            return "\n".join(row[0] for row in rows)
+
+    assert f"{INDEX_PREFIX}2600" in await plan(2800)
+    assert f"{INDEX_PREFIX}2600" not in await plan(2000)
+
+
+async def test_a_build_that_failed_half_way_is_replaced(core, small_window):
+    if core.db.dialect != "postgresql":
+        return
+    customer = await make_user(core)
+    await _add_tickets(core, customer.id, 60, "toner smudge")
+    assert (await refresh_recent_index(core)).built
+    async with core.db.engine.begin() as connection:  # as an interrupted CONCURRENTLY leaves it
+        await connection.execute(
+            text("UPDATE pg_index SET indisvalid = false WHERE indexrelid = :name ::regclass"),
+            {"name": f"{INDEX_PREFIX}20"},
+        )
+    state = await refresh_recent_index(core)
+    assert (state.start, state.built) == (20, True)
+    assert await _recent_indexes(core) == {f"{INDEX_PREFIX}20": True}
+
+
+async def test_a_replica_finding_another_at_work_leaves_it_alone(core, small_window):
+    if core.db.dialect != "postgresql":
+        return
+    customer = await make_user(core)
+    await _add_tickets(core, customer.id, 60, "toner smudge")
+    async with core.db.engine.connect() as other:
+        await other.execute(text("SELECT pg_advisory_lock(:key)"), {"key": LOCK_KEY})
+        assert await asyncio.wait_for(refresh_recent_index(core), 10) is None
+        assert await _recent_indexes(core) == {}
+        await other.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+    assert (await refresh_recent_index(core)).built
