@@ -81,7 +81,10 @@ class CoreSettings(BaseSettings):
     sla_warning_ratio: float = Field(0.75, gt=0, lt=1)
     sla_scan_interval_seconds: float = Field(60, gt=0)
     housekeeping_interval_seconds: float = Field(
-        3600, gt=0, description="how often the scheduler prunes tables that only grow"
+        3600,
+        gt=0,
+        description="how often the scheduler prunes tables that only grow and moves the "
+        "recent search index on",
     )
     outbox_retention_days: float = Field(
         14, gt=0, description="keep delivered or failed outbox messages this long"

@@ -30,13 +30,15 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.orm import QueryableAttribute, aliased
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.types import UserDefinedType
 
 from core.access import Actor
 from core.enums import Role
-from core.models import Reply, Ticket
+from core.models import Category, Reply, Ticket, User
+from core.repository import view_of
+from core.results import TicketView
 from core.search.query import Terms
 from core.search.ranking import (
     DESCRIPTION_WEIGHT,
@@ -399,7 +401,7 @@ class PostgresSearch(SearchEngine):
 
     async def load(
         self, session: AsyncSession, actor: Actor, numbers: Sequence[int]
-    ) -> dict[int, tuple[Ticket, str]]:
+    ) -> dict[int, tuple[TicketView, str]]:
         if not numbers:
             return {}
 
@@ -426,20 +428,35 @@ class PostgresSearch(SearchEngine):
             .correlate(Ticket)
             .scalar_subquery()
         )
+        # The page's people and category come in the same statement (one round trip, not
+        # the three of repository.ticket_views).
+        customer, assignee = aliased(User, name="customer"), aliased(User, name="assignee")
         rows = (
             await session.execute(
                 select(
                     Ticket,
+                    customer,
+                    assignee,
+                    Category.name.label("category_name"),
                     hits(_TICKET_VECTOR, "a").label("title_hit"),
                     case((description_hit, headline(Ticket.description))).label("description"),
                     reply.label("reply"),
-                ).where(Ticket.number.in_(numbers), actor.visible_tickets()),
+                )
+                .join(customer, customer.id == Ticket.customer_id)
+                .outerjoin(assignee, assignee.id == Ticket.assignee_id)
+                .outerjoin(Category, Category.id == Ticket.category_id)
+                .where(Ticket.number.in_(numbers), actor.visible_tickets()),
                 self.values,
             )
         ).all()
         return {
             row.Ticket.number: (
-                row.Ticket,
+                view_of(
+                    row.Ticket,
+                    customer=row.customer,
+                    assignee=row.assignee,
+                    category_name=row.category_name,
+                ),
                 choose_snippet(
                     row.Ticket,
                     description=row.description,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.access import Actor
 from core.models import Reply, Ticket
+from core.results import TicketView
 
 SNIPPET_WORDS = 18
 SNIPPET_MAX_CHARS = 200
@@ -44,7 +45,7 @@ class SearchEngine(Protocol):
 
     async def load(
         self, session: AsyncSession, actor: Actor, numbers: Sequence[int]
-    ) -> dict[int, tuple[Ticket, str]]:
+    ) -> dict[int, tuple[TicketView, str]]:
         """The page's tickets (those the actor may see), each with its snippet, by number."""
         ...
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import ratelimit, repository
+from core import ratelimit
 from core.access import Actor, load_actor
 from core.context import Core
 from core.errors import ValidationFailed
@@ -112,14 +112,12 @@ async def _search(
     total = min(total, RANKED_LIMIT)
     chosen = best[start : start + page_size]
     loaded = await engine.load(session, actor, [match.number for match in chosen])
-    views = {
-        view.number: view
-        for view in await repository.ticket_views(session, [row for row, _ in loaded.values()])
-    }
     log.info("tickets searched", extra={"actor_id": actor.id, "total": total, "capped": capped})
     return Page.of(
         [
-            SearchHit(ticket=views[match.number], rank=match.rank, snippet=loaded[match.number][1])
+            SearchHit(
+                ticket=loaded[match.number][0], rank=match.rank, snippet=loaded[match.number][1]
+            )
             for match in chosen
             if match.number in loaded  # visibility is checked again on the tickets themselves
         ],

@@ -25,8 +25,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import repository
 from core.access import Actor
 from core.models import Reply, Ticket
+from core.results import TicketView
 from core.search.query import Terms
 from core.search.ranking import (
     DESCRIPTION_WEIGHT,
@@ -113,7 +115,7 @@ class SqliteSearch(SearchEngine):
 
     async def load(
         self, session: AsyncSession, actor: Actor, numbers: Sequence[int]
-    ) -> dict[int, tuple[Ticket, str]]:
+    ) -> dict[int, tuple[TicketView, str]]:
         if not numbers:
             return {}
         tickets = list(
@@ -175,9 +177,10 @@ class SqliteSearch(SearchEngine):
         reply_snippets: dict[uuid.UUID, str] = {}
         for row in replied:
             reply_snippets.setdefault(row.ticket_id, row.text)
+        views = {view.number: view for view in await repository.ticket_views(session, tickets)}
         return {
             ticket.number: (
-                ticket,
+                views[ticket.number],
                 choose_snippet(
                     ticket,
                     description=descriptions.get(ticket.number),
