@@ -71,6 +71,13 @@ STREAM_SHARE = 0.02
 # PostgreSQL: every statement of a search; past it the query is refused as too broad.
 SEARCH_TIMEOUT_MS = 2000
 
+# The lower bound of the recent search index in place (core.search.recent), if any.
+_RECENT_START = (
+    "(SELECT max(substr(c.relname, length('ix_ticket_search_recent_') + 1)::bigint) "
+    "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "WHERE i.indrelid = 'ticket_search'::regclass AND i.indisvalid "
+    "AND c.relname LIKE 'ix\\_ticket\\_search\\_recent\\_%')"
+)
 # How many parts there are, as the last ANALYZE of ticket_search counted them.
 _PARTS_ESTIMATE = "(SELECT reltuples FROM pg_class WHERE oid = 'ticket_search'::regclass)"
 
@@ -270,6 +277,7 @@ class PostgresSearch(SearchEngine):
             select(func.max(Ticket.number)).scalar_subquery(),
             func.ticket_search_estimate(self.match_query) if whole_desk else null(),
             literal_column(_PARTS_ESTIMATE),
+            literal_column(_RECENT_START),
             # For the rest of this transaction: the safety net; a commit that does not wait for
             # the disk; plans made for each query's own words (a generic plan cannot tell a rare
             # word from a common one); and page costs for a table that
@@ -291,7 +299,8 @@ class PostgresSearch(SearchEngine):
         whole_desk = actor.role.is_global_staff
         head = self._statement("head", str(whole_desk), False, self._head, whole_desk)
         timeout = {"timeout": f"{SEARCH_TIMEOUT_MS}ms"}
-        top, estimate, parts = (await session.execute(head, self.values | timeout)).one()[:3]
+        row = (await session.execute(head, self.values | timeout)).one()
+        top, estimate, parts, recent_start = row[:4]
         if top is None:
             return [], 0
         scope, scope_values = _search_scope(actor)
@@ -309,6 +318,11 @@ class PostgresSearch(SearchEngine):
         size = upper  # everything, unless the estimate says the newest matches are near
         if estimate is not None and common:
             size = math.ceil(newest * SLICE_MARGIN * upper / estimate)
+            # A first range reaching past the recent index's lower bound stops at it: the
+            # small index answers that range (core.search.recent), and the older range after
+            # it is sized from the matches found in it.
+            if recent_start is not None and upper - size < recent_start < upper:
+                size = upper - int(recent_start)
         while True:
             lower: int | None = upper - size if upper - size > 0 else None
             bounds = {_UPPER.key: upper} | ({} if lower is None else {_LOWER.key: lower})

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bot.scheduler import run_housekeeping
+from core import search
 from core.context import Core
 from core.enums import Role
 from core.search import recent, search_tickets
@@ -153,3 +154,34 @@ async def test_a_replica_finding_another_at_work_leaves_it_alone(core, small_win
         assert await _recent_indexes(core) == {}
         await other.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
     assert (await refresh_recent_index(core)).built
+
+
+async def test_a_common_words_first_range_stops_at_the_recent_index(
+    core, small_window, monkeypatch
+):
+    """A range the estimate would extend past the recent index's bound ends at it, so that the
+    small index answers it; the older range after it completes the newest matches."""
+    if core.db.dialect != "postgresql":
+        return
+    monkeypatch.setattr(search.service, "RANKED_LIMIT", 50)
+    monkeypatch.setattr(search.postgres, "STREAM_SHARE", 2.0)  # never read newest first
+    customer = await make_user(core)
+    agent = await make_user(core, Role.AGENT)
+    # 75 matches: common enough for ranges (over 50 and a margin), the first one 2,500 wide.
+    await _add_tickets(core, customer.id, 3000, "toner smudge", every=40)
+    recent.RECENT_WINDOW, recent.RECENT_SLACK = 400, 100
+    assert (await refresh_recent_index(core)).start == 2600
+    lower_bounds: list[object] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "ticket_search.document @@" in statement and "OFFSET" in statement:
+            lower_bounds.append(context.compiled_parameters[0].get("range_lower"))
+
+    event.listen(core.db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        page = await search_tickets(core, actor_id=agent.id, query="smudge", page_size=50)
+    finally:
+        event.remove(core.db.engine.sync_engine, "before_cursor_execute", record)
+    assert lower_bounds[0] == 2600 and len(lower_bounds) >= 2
+    assert [hit.ticket.number for hit in page.items] == list(range(3000, 1000, -40))
+    assert page.total == 50 and page.capped
