@@ -85,6 +85,11 @@ class IdentityResolver:
         self._pending.pop(slack_user_id, None)
         self._invalidated[slack_user_id] = time.monotonic()
 
+    def profile_is_fresh(self, slack_user_id: str) -> bool:
+        """Whether resolve() would not ask users.info now (it reads only the user's row)."""
+        entry = self._cache.get(slack_user_id)
+        return entry is not None and entry.expires > time.monotonic()
+
     async def resolve(self, slack_user_id: str) -> UserView:
         """The active core user behind a Slack id, or Forbidden with a reason fit to show."""
         if not isinstance(slack_user_id, str) or not _SLACK_USER_ID.fullmatch(slack_user_id):
