@@ -31,6 +31,9 @@ log = logging.getLogger("bot.identity")
 # Commands, clicks and submissions are acked only after the actor is known, and Slack wants the
 # ack within 3 seconds: a users.info that hangs must give up well before that.
 LOOKUP_TIMEOUT_SECONDS = 1.5
+# At most this many people's profiles are remembered as fresh (expired ones go first; a cache
+# that is full is emptied: it only spares users.info calls, it grants nothing).
+CACHE_LIMIT = 10_000
 # User ids (U…, or W… on Enterprise Grid) are short upper-case alphanumerics; USLACKBOT too.
 _SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
 
@@ -84,6 +87,8 @@ class IdentityResolver:
         self._cache.pop(slack_user_id, None)
         self._pending.pop(slack_user_id, None)
         self._invalidated[slack_user_id] = time.monotonic()
+        if len(self._invalidated) >= CACHE_LIMIT:
+            self._prune()
 
     def profile_is_fresh(self, slack_user_id: str) -> bool:
         """Whether resolve() would not ask users.info now (it reads only the user's row)."""
@@ -131,8 +136,20 @@ class IdentityResolver:
             return known
         if self._invalidated.get(slack_user_id, float("-inf")) < started:
             # (a lookup that began before an invalidation must not count as fresh)
+            if len(self._cache) >= CACHE_LIMIT:
+                self._prune()
             self._cache[slack_user_id] = _Entry(time.monotonic() + self.ttl)
         return user
+
+    def _prune(self) -> None:
+        """Keep the caches bounded: drop expired profiles, and invalidations older than any
+        lookup still running can be (a lookup gives up after lookup_timeout)."""
+        now = time.monotonic()
+        self._cache = {key: e for key, e in self._cache.items() if e.expires > now}
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        horizon = now - 2 * self.lookup_timeout - 1.0
+        self._invalidated = {k: t for k, t in self._invalidated.items() if t >= horizon}
 
     async def _provision(self, slack_user_id: str) -> UserView:
         try:
