@@ -204,7 +204,7 @@ def _trace_memory() -> None:
         total = sum(stat.size for stat in current.statistics("filename"))
         print(f"TRACEMALLOC traced {total / 1e6:.2f} MB", file=sys.stderr)
         for stat in current.compare_to(previous[0], "traceback")[:15]:
-            where = " <- ".join(str(frame) for frame in stat.traceback[:4])
+            where = " <- ".join(str(frame) for frame in reversed(stat.traceback[-4:]))
             print(f"TRACEMALLOC {stat.size_diff / 1e3:+.1f} kB {stat.count_diff:+d} {where}",
                   file=sys.stderr)  # fmt: skip
         previous[0] = current

@@ -27,6 +27,7 @@ from bot import channel_guard, connect
 from bot.delivery import OutboxWorker
 from bot.errors import Place, remember_message_thread, report_error, show_error
 from bot.http_limits import BodyRefused, ConnectionGuard
+from bot.identity import RequestProfile
 from bot.listeners import register_listeners
 from bot.listeners.registry import Registry
 from bot.logs import REQUEST_ID
@@ -155,6 +156,7 @@ def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Regist
                 context.user_id,
                 context.channel_id,
                 form=body.get("type") == "view_submission",
+                hint=RequestProfile.of_payload(body),
             )
         except DomainError as error:
             view = body.get("view")

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,9 @@ log = logging.getLogger("bot.identity")
 # Commands, clicks and submissions are acked only after the actor is known, and Slack wants the
 # ack within 3 seconds: a users.info that hangs must give up well before that.
 LOOKUP_TIMEOUT_SECONDS = 1.5
+# Someone provisioned from their request's payload (users.info could not answer) is asked
+# about again after this many seconds, not on each request meanwhile.
+PROFILE_RETRY_SECONDS = 60.0
 # At most this many people's profiles are remembered as fresh (expired ones go first; a cache
 # that is full is emptied: it only spares users.info calls, it grants nothing).
 CACHE_LIMIT = 10_000
@@ -48,6 +52,25 @@ class OtherWorkspace(Forbidden):
             "company's shared support channel."
         )
         self.profile = profile
+
+
+@dataclass(frozen=True)
+class RequestProfile:
+    """What a signed interaction payload says of its sender (`user.name`, `user.team_id`):
+    enough to serve someone new when users.info cannot answer (see resolve)."""
+
+    name: str
+    team_id: str
+
+    @classmethod
+    def of_payload(cls, body: Mapping[str, Any]) -> RequestProfile | None:
+        user = body.get("user")
+        if not isinstance(user, Mapping):
+            return None
+        name, team = user.get("name") or user.get("username"), user.get("team_id")
+        if not isinstance(name, str) or not isinstance(team, str) or not team:
+            return None
+        return cls(name=name, team_id=team)
 
 
 @dataclass
@@ -95,8 +118,16 @@ class IdentityResolver:
         entry = self._cache.get(slack_user_id)
         return entry is not None and entry.expires > time.monotonic()
 
-    async def resolve(self, slack_user_id: str) -> UserView:
-        """The active core user behind a Slack id, or Forbidden with a reason fit to show."""
+    async def resolve(self, slack_user_id: str, *, hint: RequestProfile | None = None) -> UserView:
+        """The active core user behind a Slack id, or Forbidden with a reason fit to show.
+
+        Someone the desk does not know yet is provisioned from users.info. When Slack cannot
+        answer it (rate limited: a burst of new people exceeds its Tier 4 limit; or down) and
+        the request is an interaction whose payload names the sender's workspace (`hint`),
+        the person is provisioned from the payload instead, if that workspace is this one: a
+        customer without an email (no company), like any newcomer apart from the profile.
+        Slack signs the payload and sends none for bots or deleted accounts; the profile is
+        asked for again after PROFILE_RETRY_SECONDS."""
         if not isinstance(slack_user_id, str) or not _SLACK_USER_ID.fullmatch(slack_user_id):
             # Not a Slack user id (a forged or garbled request): never sent on to users.info.
             raise Forbidden("Your Slack account could not be found.")
@@ -109,7 +140,7 @@ class IdentityResolver:
         else:
             pending = self._pending.get(slack_user_id)
             if pending is None:
-                pending = asyncio.ensure_future(self._load(slack_user_id))
+                pending = asyncio.ensure_future(self._load(slack_user_id, hint))
                 self._pending[slack_user_id] = pending
                 pending.add_done_callback(lambda done: self._forget(slack_user_id, done))
             user = await asyncio.shield(pending)
@@ -123,23 +154,37 @@ class IdentityResolver:
         if not done.cancelled():
             done.exception()  # retrieved here too: every waiter may have gone
 
-    async def _load(self, slack_user_id: str) -> UserView:
+    async def _load(self, slack_user_id: str, hint: RequestProfile | None = None) -> UserView:
         started = time.monotonic()
         try:
             user = await self._provision(slack_user_id)
         except Unavailable:
-            # Slack is slow or down: someone the desk already knows goes on as they are
-            # recorded (not cached, so the profile is refreshed once Slack answers again).
+            # Slack is slow, down or rate limited: someone the desk already knows goes on as
+            # they are recorded (not cached, so the profile is refreshed once Slack answers).
             known = await users.find_by_slack_id(self.core, slack_user_id=slack_user_id)
-            if known is None:
-                raise
-            return known
+            if known is not None:
+                return known
+            if hint is None or not self.team_id or hint.team_id != self.team_id:
+                raise  # nothing tells that this person belongs to this workspace
+            user = await users.provision_user(
+                self.core,
+                slack_user_id=slack_user_id,
+                display_name=hint.name,
+                email=None,
+                bootstrap_admin_ids=self.admin_ids,
+            )
+            log.info("provisioned from the request (users.info unavailable)")
+            self._remember(slack_user_id, started, min(self.ttl, PROFILE_RETRY_SECONDS))
+            return user
+        self._remember(slack_user_id, started, self.ttl)
+        return user
+
+    def _remember(self, slack_user_id: str, started: float, seconds: float) -> None:
         if self._invalidated.get(slack_user_id, float("-inf")) < started:
             # (a lookup that began before an invalidation must not count as fresh)
             if len(self._cache) >= CACHE_LIMIT:
                 self._prune()
-            self._cache[slack_user_id] = _Entry(time.monotonic() + self.ttl)
-        return user
+            self._cache[slack_user_id] = _Entry(time.monotonic() + seconds)
 
     def _prune(self) -> None:
         """Keep the caches bounded: drop expired profiles, and invalidations older than any
