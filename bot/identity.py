@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.directory import display_name_of
 from bot.notify import slack_error_code
+from bot.pacing import Deferred, Priority, delivering
 from core import users
 from core.context import Core
 from core.errors import Forbidden, Unavailable
@@ -35,6 +36,8 @@ LOOKUP_TIMEOUT_SECONDS = 1.5
 # Someone provisioned from their request's payload (users.info could not answer) is asked
 # about again after this many seconds, not on each request meanwhile.
 PROFILE_RETRY_SECONDS = 60.0
+# How long a request may wait for a users.info slot before it goes on without the profile.
+USERS_INFO_MAX_WAIT_SECONDS = 0.25
 # At most this many people's profiles are remembered as fresh (expired ones go first; a cache
 # that is full is emptied: it only spares users.info calls, it grants nothing).
 CACHE_LIMIT = 10_000
@@ -160,9 +163,11 @@ class IdentityResolver:
             user = await self._provision(slack_user_id)
         except Unavailable:
             # Slack is slow, down or rate limited: someone the desk already knows goes on as
-            # they are recorded (not cached, so the profile is refreshed once Slack answers).
+            # they are recorded (their profile is asked for again after a short while).
             known = await users.find_by_slack_id(self.core, slack_user_id=slack_user_id)
             if known is not None:
+                # asked again after a while, not on each of their requests meanwhile
+                self._remember(slack_user_id, started, min(self.ttl, PROFILE_RETRY_SECONDS))
                 return known
             if hint is None or not self.team_id or hint.team_id != self.team_id:
                 raise  # nothing tells that this person belongs to this workspace
@@ -198,9 +203,17 @@ class IdentityResolver:
 
     async def _provision(self, slack_user_id: str) -> UserView:
         try:
-            response = await asyncio.wait_for(
-                self.client.users_info(user=slack_user_id), timeout=self.lookup_timeout
-            )
+            # Paced like any other call (users.info is Tier 4, per workspace), but a request
+            # waits for its slot only briefly: beyond that it goes on without the profile.
+            with delivering(Priority.PEOPLE, max_wait=USERS_INFO_MAX_WAIT_SECONDS):
+                response = await asyncio.wait_for(
+                    self.client.users_info(user=slack_user_id), timeout=self.lookup_timeout
+                )
+        except Deferred:
+            log.info("users.info skipped: no slot in time")
+            raise Unavailable(
+                "Slack could not tell who you are just now; please try again."
+            ) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             log.warning("users.info did not answer", extra={"error": type(error).__name__})
             raise Unavailable(

@@ -56,3 +56,18 @@ async def test_a_payload_of_another_workspace_is_not_enough_to_provision_anyone(
     assert await users.find_by_slack_id(stage.core, slack_user_id="UOTHER0001") is None
     told = [c.params.get("text", "") for c in stage.fake.calls_to("chat.postMessage")]
     assert any("could not tell who you are" in text for text in told)
+
+
+async def test_a_paused_users_info_lane_is_not_called_from_a_request(stage: Stage) -> None:
+    pacer = stage.runtime.client.pacer  # type: ignore[attr-defined]
+    assert pacer is not None
+    await pacer.on_rate_limited("users.info", 30.0)  # Slack said: no users.info for 30 s
+    stage.fake.add_user("UBURST0002", "Burst Person Two")
+    before = len(stage.fake.calls_to("users.info", include_injected=True))
+    person = SlackUser("UBURST0002", name="burst.two", fake=stage.fake)
+    response = await stage.send(person.submit(create_view("VBURST0002"), VALUES))
+    assert response.status == 200 and "errors" not in json.dumps(response.json)
+    await stage.settle()
+    assert len(stage.fake.calls_to("users.info", include_injected=True)) == before
+    user = await users.find_by_slack_id(stage.core, slack_user_id="UBURST0002")
+    assert user is not None and user.display_name == "burst.two"
