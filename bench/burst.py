@@ -43,7 +43,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from bench.load import DEFAULT_PG, Answers, create_database, drop_database
+from bench.load import _CODES, DEFAULT_PG, Answers, create_database, drop_database
 from devslack.requests import (
     SlackRequestSigner,
     make_trigger_id,
@@ -400,6 +400,13 @@ async def measure(args: argparse.Namespace, bot_url: str, report_url: str, pid: 
                 after = rss_mb(pid)
                 if os.environ.get("TICKETBOT_BURST_TRACEMALLOC"):
                     os.kill(pid, signal.SIGUSR1)  # the bot logs what grew (see _trace_memory)
+                refusals = Counter(
+                    code
+                    for text in answers.texts.values()
+                    for code in _CODES
+                    if f"`{code}`" in text
+                )
+                answers.texts.clear()
                 missing = await lost(db, "")
                 cards_final = await db.fetchval(
                     "SELECT count(*) FROM tickets WHERE status = 'in_progress' AND assignee_id "
@@ -429,6 +436,7 @@ async def measure(args: argparse.Namespace, bot_url: str, report_url: str, pid: 
                     "doubled": report["doubled"],
                     "threads_out_of_order": report["threads_out_of_order"],
                     "tickets_in_final_state": int(cards_final),
+                    "refusals_by_code": dict(refusals),  # answers through response_url
                     "calls_by_method": report["by_method"],
                     "rss_mb": round(after, 1),
                 }
