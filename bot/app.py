@@ -305,8 +305,8 @@ class BotServer:
         # its overflow stay free for what must happen before an ack (validating a form) and
         # for the outbox worker, so a backlog of slow work never delays Slack's 3-second ack.
         # Kept within the pool's steady size: an overflow connection is closed as soon as it
-        # is returned, and under a sustained load opening them again and again cost more CPU
-        # (the bot's and PostgreSQL's) than the work itself (docs/benchmarks.md, issue 16).
+        # is returned, and under a sustained load profiles showed them opened and closed again
+        # and again (docs/benchmarks.md, issue 16).
         runtime.work_slots = WorkSlots(max(1, pool - max(2, pool // 4)))
         runtime.metrics = self.metrics
         self.metrics.watch_in_flight(lambda: runtime.in_flight)
@@ -453,7 +453,8 @@ class BotServer:
                 serving(-1)
 
     def _signed(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """Whether a body carries a valid, fresh Slack signature (bolt checks it again)."""
+        """Whether a body carries a valid, fresh Slack signature (the only check: bolt's own
+        is off, see build_app)."""
         if self.settings.socket_mode:
             return True
         verifier = SignatureVerifier(self.settings.signing_secret)
