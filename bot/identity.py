@@ -160,7 +160,8 @@ class IdentityResolver:
     async def _load(self, slack_user_id: str, hint: RequestProfile | None = None) -> UserView:
         started = time.monotonic()
         try:
-            user = await self._provision(slack_user_id)
+            # Paced when the request can go on without users.info (it carries a profile).
+            user = await self._provision(slack_user_id, paced=hint is not None)
         except Unavailable:
             # Slack is slow, down or rate limited: someone the desk already knows goes on as
             # they are recorded (their profile is asked for again after a short while).
@@ -201,11 +202,16 @@ class IdentityResolver:
         horizon = now - 2 * self.lookup_timeout - 1.0
         self._invalidated = {k: t for k, t in self._invalidated.items() if t >= horizon}
 
-    async def _provision(self, slack_user_id: str) -> UserView:
+    async def _provision(self, slack_user_id: str, *, paced: bool = False) -> UserView:
         try:
-            # Paced like any other call (users.info is Tier 4, per workspace), but a request
-            # waits for its slot only briefly: beyond that it goes on without the profile.
-            with delivering(Priority.PEOPLE, max_wait=USERS_INFO_MAX_WAIT_SECONDS):
+            if paced:
+                # Paced like any other call (users.info is Tier 4, per workspace), waiting for
+                # its slot only briefly: beyond that the request goes on with its payload.
+                with delivering(Priority.PEOPLE, max_wait=USERS_INFO_MAX_WAIT_SECONDS):
+                    response = await asyncio.wait_for(
+                        self.client.users_info(user=slack_user_id), timeout=self.lookup_timeout
+                    )
+            else:  # no other way to know the person: asked at once, as before
                 response = await asyncio.wait_for(
                     self.client.users_info(user=slack_user_id), timeout=self.lookup_timeout
                 )
