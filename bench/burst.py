@@ -43,7 +43,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from bench.load import DEFAULT_PG, Answers, create_database, drop_database
+from bench.load import _CODES, DEFAULT_PG, Answers, create_database, drop_database
 from devslack.requests import (
     SlackRequestSigner,
     make_trigger_id,
@@ -151,6 +151,7 @@ async def serve_fake(speed: float, customers: int, bursts: int) -> None:
 async def serve_bot(database_url: str, api_url: str, speed: float, pacing: str) -> None:
     from bot.app import BotServer
     from bot.logs import configure_logging
+    from bot.process import settle_heap
     from bot.settings import BotSettings
 
     settings = BotSettings(
@@ -173,12 +174,42 @@ async def serve_bot(database_url: str, api_url: str, speed: float, pacing: str) 
     )
     configure_logging(json_lines=True, level="WARNING", secrets=(BOT_TOKEN, SIGNING_SECRET))
     server = BotServer(settings)
-    print(f"READY {await server.start()} {os.getpid()}", flush=True)
+    url = await server.start()
+    settle_heap()  # as `python -m bot serve` does once started
+    if os.environ.get("TICKETBOT_BURST_TRACEMALLOC"):
+        _trace_memory()
+    print(f"READY {url} {os.getpid()}", flush=True)
     try:
         await _until_stopped()
     finally:
         await server.stop()
         await server.core.close()
+
+
+def _trace_memory() -> None:
+    """TICKETBOT_BURST_TRACEMALLOC=1 (a diagnosis: tracing slows the bot down): on SIGUSR1,
+    which the bench sends after each burst, the bot writes to its log the allocations that
+    grew most since the previous signal, by line, and the traced total."""
+    import gc
+    import tracemalloc
+
+    tracemalloc.start(8)
+    previous = [tracemalloc.take_snapshot()]
+
+    def snapshot() -> None:
+        gc.collect()
+        current = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        total = sum(stat.size for stat in current.statistics("filename"))
+        print(f"TRACEMALLOC traced {total / 1e6:.2f} MB", file=sys.stderr)
+        for stat in current.compare_to(previous[0], "traceback")[:15]:
+            where = " <- ".join(str(frame) for frame in reversed(stat.traceback[-4:]))
+            print(f"TRACEMALLOC {stat.size_diff / 1e3:+.1f} kB {stat.count_diff:+d} {where}",
+                  file=sys.stderr)  # fmt: skip
+        previous[0] = current
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, snapshot)
 
 
 @dataclass
@@ -367,6 +398,15 @@ async def measure(args: argparse.Namespace, bot_url: str, report_url: str, pid: 
                 async with http.get(report_url, params={"since": str(since)}) as response:
                     report = await response.json()
                 after = rss_mb(pid)
+                if os.environ.get("TICKETBOT_BURST_TRACEMALLOC"):
+                    os.kill(pid, signal.SIGUSR1)  # the bot logs what grew (see _trace_memory)
+                refusals = Counter(
+                    code
+                    for text in answers.texts.values()
+                    for code in _CODES
+                    if f"`{code}`" in text
+                )
+                answers.texts.clear()
                 missing = await lost(db, "")
                 cards_final = await db.fetchval(
                     "SELECT count(*) FROM tickets WHERE status = 'in_progress' AND assignee_id "
@@ -396,6 +436,7 @@ async def measure(args: argparse.Namespace, bot_url: str, report_url: str, pid: 
                     "doubled": report["doubled"],
                     "threads_out_of_order": report["threads_out_of_order"],
                     "tickets_in_final_state": int(cards_final),
+                    "refusals_by_code": dict(refusals),  # answers through response_url
                     "calls_by_method": report["by_method"],
                     "rss_mb": round(after, 1),
                 }
@@ -465,7 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve_fake(float(argv[1]), int(argv[2]), int(argv[3])))
         return 0
     if argv and argv[0] == "_bot":
-        asyncio.run(serve_bot(argv[1], argv[2], float(argv[3]), argv[4]))
+        from bot.process import run as run_serving  # the event loop `serve` runs on
+
+        run_serving(serve_bot(argv[1], argv[2], float(argv[3]), argv[4]))
         return 0
     parser = argparse.ArgumentParser(
         prog="python -m bench.burst", description=__doc__.split("\n")[0]

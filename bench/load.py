@@ -86,11 +86,11 @@ def _ready(url: str) -> None:
     print(f"READY {url}", flush=True)
 
 
-async def serve_fake() -> None:
-    """The stand-in Slack with the load test's workspace."""
+async def serve_fake(token: str = BOT_TOKEN) -> None:
+    """The stand-in Slack with the load test's workspace (for a bot with `token`)."""
     from devslack.server import FakeSlack
 
-    fake = FakeSlack(bot_token=BOT_TOKEN)
+    fake = FakeSlack(bot_token=token)
     await fake.start()
     fake.add_channel(STAFF_CHANNEL, "support-triage", is_private=True)
     fake.add_channel(MANAGER_CHANNEL, "support-managers", is_private=True)
@@ -107,6 +107,7 @@ async def serve_bot(database_url: str, api_url: str, log_level: str) -> None:
     """The bot, as `python -m bot serve` runs it."""
     from bot.app import BotServer
     from bot.logs import configure_logging
+    from bot.process import settle_heap
     from bot.settings import BotSettings
 
     settings = BotSettings(
@@ -131,7 +132,10 @@ async def serve_bot(database_url: str, api_url: str, log_level: str) -> None:
         import cProfile
 
         profiler = cProfile.Profile()
-    _ready(await server.start())
+    url = await server.start()
+    settle_heap()  # as `python -m bot serve` does once started
+    _ready(url)
+    gc_pauses = _watch_gc() if os.environ.get("TICKETBOT_LOAD_GC") else None
     try:
         if profiler is not None:
             profiler.enable()
@@ -140,8 +144,41 @@ async def serve_bot(database_url: str, api_url: str, log_level: str) -> None:
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(profile_path)
+        if gc_pauses is not None:
+            _print_gc(gc_pauses)
         await server.stop()
         await server.core.close()
+
+
+def _watch_gc() -> dict[int, list[float]]:
+    """Record how long each garbage collection takes, per generation (TICKETBOT_LOAD_GC=1)."""
+    import gc
+
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]].append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+    return pauses
+
+
+def _print_gc(pauses: dict[int, list[float]]) -> None:
+    import gc
+
+    for generation, times in pauses.items():
+        if times:
+            print(
+                f"gc generation {generation}: {len(times)} collections, "
+                f"max {max(times) * 1000:.1f} ms, total {sum(times) * 1000:.0f} ms",
+                file=sys.stderr,
+            )
+    print(f"gc objects tracked: {len(gc.get_objects())}, frozen: {gc.get_freeze_count()}",
+          file=sys.stderr)  # fmt: skip
 
 
 async def serve_bare(api_url: str) -> None:
@@ -584,10 +621,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("_fake", "_bot", "_bare"):
         role, rest = argv[0], argv[1:]
         if role == "_fake":
-            asyncio.run(serve_fake())
+            asyncio.run(serve_fake(*rest[:1]))
         elif role == "_bot":
+            from bot.process import run as run_serving  # the event loop `serve` runs on
+
             level = rest[rest.index("--log-level") + 1] if "--log-level" in rest else "INFO"
-            asyncio.run(serve_bot(rest[0], rest[1], level))
+            if os.environ.get("TICKETBOT_BENCH_LOOP") == "asyncio":  # to compare the loops
+                asyncio.run(serve_bot(rest[0], rest[1], level))
+            else:
+                run_serving(serve_bot(rest[0], rest[1], level))
         else:
             asyncio.run(serve_bare(rest[0]))
         return 0

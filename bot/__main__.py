@@ -164,11 +164,14 @@ def serve(settings: BotSettings) -> int:
     if missing:
         print(NO_CREDENTIALS.format(missing=", ".join(missing)), file=sys.stderr)
         return 2
-    return asyncio.run(_serve(settings))
+    from bot.process import run
+
+    return run(_serve(settings))
 
 
 async def _serve(settings: BotSettings) -> int:
     from bot.app import BotServer
+    from bot.process import settle_heap
     from bot.startup import start_or_explain
 
     server = BotServer(settings)
@@ -180,6 +183,7 @@ async def _serve(settings: BotSettings) -> int:
         loop.add_signal_handler(sig, stop.set)
     if settings.socket_mode:
         await server.connect_socket_mode()
+    settle_heap()
     print(f"ticketbot is serving on {server.base_url}", file=sys.stderr)
     await stop.wait()
     await server.stop()

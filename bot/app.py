@@ -9,7 +9,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from bot import channel_guard, connect
 from bot.delivery import OutboxWorker
 from bot.errors import Place, remember_message_thread, report_error, show_error
 from bot.http_limits import BodyRefused, ConnectionGuard
+from bot.identity import RequestProfile
 from bot.listeners import register_listeners
 from bot.listeners.registry import Registry
 from bot.logs import REQUEST_ID
@@ -34,7 +35,7 @@ from bot.metrics import CONTENT_TYPE, BotMetrics, RequestInfo, describe_request
 from bot.notify import slack_error_code
 from bot.request_shape import well_formed
 from bot.respond import ClientSessionView, PooledRespond
-from bot.runtime import Runtime, build_runtime
+from bot.runtime import Runtime, WorkSlots, build_runtime
 from bot.settings import BotSettings
 from bot.slack_reach import SlackUnreachable, Sleep, ask_slack_patiently
 from bot.slack_reach import start_retry_delays as start_retry_delays_for
@@ -42,6 +43,7 @@ from bot.staff_channel import StaffChannelGuard
 from core.clock import Clock
 from core.context import Core
 from core.errors import DomainError
+from core.results import UserView
 from core.surfaces import SurfaceProblem, SurfaceState
 from migrations import run_migrations
 
@@ -57,6 +59,24 @@ _ACTOR_PAYLOADS = frozenset(
 
 # What bolt raises while reading a body of an unexpected shape (before any listener runs).
 _MALFORMED = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+
+
+class DeferredLookup:
+    """`resolve(user_id)`, started when first awaited (and shared by later awaits)."""
+
+    def __init__(self, resolve: Callable[[str], Awaitable[UserView]], user_id: str) -> None:
+        self._resolve = resolve
+        self._user_id = user_id
+        self._task: asyncio.Future[UserView] | None = None
+
+    def start(self) -> asyncio.Future[UserView]:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._resolve(self._user_id))
+            self._task.add_done_callback(_retrieved)
+        return self._task
+
+    def __await__(self) -> Generator[Any, None, UserView]:
+        return self.start().__await__()
 
 
 def _retrieved(lookup: asyncio.Future[Any]) -> None:
@@ -88,7 +108,12 @@ def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Regist
         app = AsyncApp(
             signing_secret=settings.signing_secret if settings.slack_signing_secret else "",
             client=runtime.client,
-            request_verification_enabled=not settings.socket_mode,
+            # Signatures are checked once, by BotServer._handle_slack before the body is even
+            # parsed (over HTTP, every request reaches bolt through it).
+            request_verification_enabled=False,
+            # Bolt answers when the listener returns: Runtime.supervise returns at the ack and
+            # lets the listener go on (bolt would otherwise poll for the ack every 10 ms).
+            process_before_response=True,
             logger=logging.getLogger("bot.bolt"),
         )
 
@@ -114,12 +139,15 @@ def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Regist
                 return BoltResponse(status=400, body="the request names no user")
             return await next()
         if body.get("command"):
-            # A slash command is acked without waiting for its actor: the lookup starts now
-            # (so that a burst of one person's commands shares one) and the listener awaits it
-            # after its ack (bot.listeners.commands). Rights are still read fresh, by the lookup
-            # and by the core service the listener calls.
-            lookup = asyncio.ensure_future(runtime.identity.resolve(context.user_id))
-            lookup.add_done_callback(_retrieved)
+            # A slash command is acked without its actor: the listener looks it up after its
+            # ack (bot.listeners.commands), in its turn for a work slot, so that nothing of the
+            # database is read before the ack. Rights are still read fresh, by the lookup and
+            # by the core service the listener calls.
+            lookup = DeferredLookup(runtime.identity.resolve, context.user_id)
+            if not runtime.identity.profile_is_fresh(context.user_id):
+                # users.info is due: started now, so that a burst of this person's commands
+                # shares one call (bot.identity).
+                lookup.start()
             context["actor_lookup"] = lookup
             return await next()
         try:
@@ -128,6 +156,7 @@ def build_app(settings: BotSettings, runtime: Runtime) -> tuple[AsyncApp, Regist
                 context.user_id,
                 context.channel_id,
                 form=body.get("type") == "view_submission",
+                hint=RequestProfile.of_payload(body),
             )
         except DomainError as error:
             view = body.get("view")
@@ -271,11 +300,14 @@ class BotServer:
         runtime.http = aiohttp.ClientSession(timeout=timeout)
         shared = ClientSessionView(runtime.http, runtime.client)  # Web API calls reuse it too
         runtime.client.session = shared  # type: ignore[assignment]
-        pool = self.settings.database_pool_size + self.settings.database_max_overflow
-        # Work after the ack may hold at most this many connections: the rest stay free for
-        # what must happen before an ack (reading who the person is, validating a form), so
-        # a backlog of slow work never delays Slack's 3-second ack.
-        runtime.work_slots = asyncio.Semaphore(max(1, pool - max(2, pool // 4)))
+        pool = self.settings.database_pool_size
+        # Work after the ack may hold at most this many connections: the rest of the pool and
+        # its overflow stay free for what must happen before an ack (validating a form) and
+        # for the outbox worker, so a backlog of slow work never delays Slack's 3-second ack.
+        # Kept within the pool's steady size: an overflow connection is closed as soon as it
+        # is returned, and under a sustained load profiles showed them opened and closed again
+        # and again (docs/benchmarks.md, issue 16).
+        runtime.work_slots = WorkSlots(max(1, pool - max(2, pool // 4)))
         runtime.metrics = self.metrics
         self.metrics.watch_in_flight(lambda: runtime.in_flight)
         self.runtime = runtime
@@ -362,6 +394,10 @@ class BotServer:
         reset = REQUEST_ID.set(request_id)
         info = RequestInfo("other")
         status = 500
+        slots = self.runtime.work_slots if self.runtime is not None else None
+        serving = slots.serving if isinstance(slots, WorkSlots) else None
+        if serving is not None:
+            serving(+1)  # work after other requests' acks waits while this one is answered
         try:
             try:
                 body = await self.http_guard.read_unsigned_body(request)
@@ -413,9 +449,12 @@ class BotServer:
                 line["retry_num"] = retry[:8]
             access_log.info("slack request", extra=line)
             REQUEST_ID.reset(reset)
+            if serving is not None:
+                serving(-1)
 
     def _signed(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """Whether a body carries a valid, fresh Slack signature (bolt checks it again)."""
+        """Whether a body carries a valid, fresh Slack signature (the only check: bolt's own
+        is off, see build_app)."""
         if self.settings.socket_mode:
             return True
         verifier = SignatureVerifier(self.settings.signing_secret)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.identity import OtherWorkspace
+from bot.identity import OtherWorkspace, RequestProfile
 from bot.runtime import Runtime
 from core import channels
 from core.errors import Forbidden
@@ -14,14 +14,19 @@ from core.results import UserView
 
 
 async def resolve_in_channel(
-    runtime: Runtime, slack_user_id: str, channel_id: str | None, *, form: bool = False
+    runtime: Runtime,
+    slack_user_id: str,
+    channel_id: str | None,
+    *,
+    form: bool = False,
+    hint: RequestProfile | None = None,
 ) -> UserView:
     """The core user behind a Slack id who acts in `channel_id` (None: no channel, e.g. a
     modal). A member of this workspace resolves as always; someone of another organisation
     is provisioned as a customer of the channel's company when the channel is linked, is
     recognised in a form (`form`) once served in a customer channel, and refused otherwise."""
     try:
-        return await runtime.identity.resolve(slack_user_id)
+        return await runtime.identity.resolve(slack_user_id, hint=hint)
     except OtherWorkspace as refusal:
         if form:
             known = await channels.guest_known(runtime.core, slack_user_id=slack_user_id)

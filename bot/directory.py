@@ -29,6 +29,8 @@ log = logging.getLogger("bot.directory")
 
 NAME_CACHE_SECONDS = 3600.0
 LOOKUP_TIMEOUT_SECONDS = 1.5
+# At most this many names are cached (expired ones are dropped first, then all).
+CACHE_LIMIT = 10_000
 # A message naming more people or channels than this gets the rest as `@user` / `#channel`.
 MAX_LOOKUPS_PER_MESSAGE = 20
 _GONE = frozenset({"user_not_found", "user_not_visible", "channel_not_found"})
@@ -93,15 +95,24 @@ class SlackDirectory:
         except SlackApiError as error:
             code = slack_error_code(error)
             if code in _GONE:
-                self._cache[key] = (time.monotonic() + self.ttl, None)
+                self._remember(key, None)
             else:
                 log.info("name lookup refused", extra={"error": code})
             return None
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             log.info("name lookup did not answer", extra={"error": type(error).__name__})
             return None
-        self._cache[key] = (time.monotonic() + self.ttl, name)
+        self._remember(key, name)
         return name
+
+    def _remember(self, key: str, name: str | None) -> None:
+        """Cache a name, keeping at most CACHE_LIMIT (expired ones go first, then all)."""
+        now = time.monotonic()
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()
+        self._cache[key] = (now + self.ttl, name)
 
     async def _user_name(self, user_id: str) -> str | None:
         response = await self.client.users_info(user=user_id)

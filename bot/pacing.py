@@ -153,6 +153,10 @@ class BudgetStore:
         await budget.pause(self.core, key=lane, until=until)
 
 
+# Past this many lanes, MemoryBudget forgets those with nothing ahead of them.
+MEMORY_BUDGET_LANES = 1_000
+
+
 class MemoryBudget(BudgetStore):
     """Slots kept in this process only (one replica, or the database is not to be written)."""
 
@@ -164,6 +168,11 @@ class MemoryBudget(BudgetStore):
 
     async def reserve(self, lane: str, rate: Rate, now: float, uses: int) -> budget.Reservation:
         self.reservations += 1
+        if len(self._due) >= MEMORY_BUDGET_LANES:
+            # Lanes whose slots and pauses are all past hold nothing to remember (one per
+            # channel posted to: thousands of DMs over a day).
+            self._due = {k: t for k, t in self._due.items() if t > now}
+            self._paused = {k: t for k, t in self._paused.items() if t > now}
         paused = self._paused.get(lane, 0.0)
         due = max(self._due.get(lane, now), paused, now) + max(1, uses) * rate.interval
         self._due[lane] = due

@@ -67,7 +67,8 @@ async def reserve(core: Core, *, key: str, rate: Rate, now: float, uses: int = 1
         .on_conflict_do_update(index_elements=["key"], set_={"due_at": current_from + step})
         .returning(RateBudget.due_at, RateBudget.paused_until)
     )
-    async with core.db.transaction() as session:
+    # One upsert, atomic on its own (its row lock orders replicas): one round trip.
+    async with core.db.single_statement() as session:
         row = (await session.execute(statement)).one()
     due_at, paused_until = float(row[0]), float(row[1])
     start = max(due_at - rate.interval - rate.tolerance, now, paused_until)
@@ -86,7 +87,7 @@ async def pause(core: Core, *, key: str, until: float) -> None:
             index_elements=["key"], set_={"paused_until": later_pause, "due_at": later_due}
         )
     )
-    async with core.db.transaction() as session:
+    async with core.db.single_statement() as session:
         await session.execute(statement)
 
 

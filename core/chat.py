@@ -108,7 +108,8 @@ async def claim_delivery(core: Core, *, key: str) -> bool:
 
     False means another request (a Slack retry, maybe on another replica) already claimed it."""
     now = core.clock.now()
-    async with core.db.transaction() as session:
+    # One statement, atomic on its own (claimed on every command: one round trip).
+    async with core.db.single_statement() as session:
         dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         result = await session.execute(

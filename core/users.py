@@ -138,7 +138,7 @@ async def _provision(
 
 
 async def find_by_slack_id(core: Core, *, slack_user_id: str) -> UserView | None:
-    async with core.db.transaction() as session:
+    async with core.db.single_statement() as session:  # read on every request: one round trip
         user = await session.scalar(select(User).where(User.slack_user_id == slack_user_id))
         return user_view(user) if user else None
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,7 +43,7 @@ def register(app: AsyncApp, runtime: Runtime, registry: Registry) -> None:
         command: dict[str, Any],
         respond: AsyncRespond,
         client: AsyncWebClient,
-        actor_lookup: asyncio.Future[UserView],
+        actor_lookup: Awaitable[UserView],
     ) -> None:
         await ack()
         # Who is asking, read fresh while the ack went out (a refusal is reported like any

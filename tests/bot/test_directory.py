@@ -97,3 +97,16 @@ def test_display_name_prefers_the_profile_display_name() -> None:
 )
 def test_only_peoples_own_messages_are_taken(message: dict[str, object], person: bool) -> None:
     assert written_by_person(message) is person
+
+
+async def test_the_name_cache_stays_bounded(
+    fake: FakeSlack, directory: SlackDirectory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.directory.CACHE_LIMIT", 3)
+    people = [f"U0MANY{i:04d}" for i in range(7)]
+    for index, person in enumerate(people):
+        fake.add_user(person, f"person{index}")
+        await directory.names(refs({person}))
+    assert len(directory._cache) <= 3
+    # still answers, looking up again what it no longer holds
+    assert (await directory.names(refs({people[0]}))).users == {people[0]: "person0"}

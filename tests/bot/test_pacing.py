@@ -167,3 +167,17 @@ async def test_two_replicas_pacers_together_stay_within_one_shared_budget(databa
         assert _over_budget(alone, rate) > 0
     finally:
         await second.engine.dispose()
+
+
+async def test_the_process_budget_forgets_lanes_with_nothing_ahead(monkeypatch) -> None:
+    monkeypatch.setattr("bot.pacing.MEMORY_BUDGET_LANES", 4)
+    store = MemoryBudget()
+    rate = Rate(per_second=1.0, burst=1)
+    for n in range(10):
+        await store.reserve(f"chat.postMessage:D{n:04d}", rate, now=1000.0 + 10 * n, uses=1)
+    assert len(store._due) <= 4
+    # a lane whose slot is still ahead is kept while the others go
+    await store.reserve("chat.postMessage:DBUSY", rate, now=2000.0, uses=50)
+    for n in range(10):
+        await store.reserve(f"chat.postMessage:E{n:04d}", rate, now=2001.0 + n, uses=1)
+    assert "chat.postMessage:DBUSY" in store._due
