@@ -68,6 +68,8 @@ SLICE_GROWTH = 8
 # tickets match. For a common word that reads a few thousand small rows; through the GIN index
 # it would read the word's whole posting list, however old, on every search.
 STREAM_SHARE = 0.02
+# Statements of queries of up to this many words are built once and kept (see _statement).
+CACHED_TOKENS = 8
 # PostgreSQL: every statement of a search; past it the query is refused as too broad.
 SEARCH_TIMEOUT_MS = 2000
 
@@ -213,12 +215,17 @@ class PostgresSearch(SearchEngine):
         return func.plainto_tsquery(_ENGLISH, bindparam("search_text", type_=Text))
 
     def _statement(self, name: str, scope: str, lower: bool, build: Any, *args: Any) -> Executable:
-        """The statement `name` of this shape, made by build(*args) the first time."""
+        """The statement `name` of this shape, made by build(*args) the first time. Queries of
+        more than CACHED_TOKENS words are built every time: the cache stays small (at most a
+        few hundred statements), whatever anyone types."""
+        if self.tokens > CACHED_TOKENS:
+            built: Executable = build(*args)
+            return built
         key = (name, self.tokens, self.compound, scope, lower)
-        statement = self._STATEMENTS.get(key)
-        if statement is None:
-            statement = self._STATEMENTS[key] = build(*args)
-        return statement
+        kept = self._STATEMENTS.get(key)
+        if kept is None:
+            kept = self._STATEMENTS[key] = build(*args)
+        return kept
 
     def _rank(self) -> ColumnElement[Any]:
         """A ticket's rank from its matching parts (a GROUP BY number): for each token, the
@@ -271,7 +278,8 @@ class PostgresSearch(SearchEngine):
 
     def _head(self, whole_desk: bool) -> Select[Any]:
         """The newest ticket's number, the planner's estimate of the matching parts (staff
-        only), how many parts there are, and this transaction's settings."""
+        only), how many parts there are, the recent index's lower bound, and this
+        transaction's settings."""
         return select(
             # The newest ticket's number bounds the first range read.
             select(func.max(Ticket.number)).scalar_subquery(),

@@ -554,3 +554,15 @@ async def test_searches_of_the_same_shape_each_bind_their_own_actors_scope(core)
         for query in ("gasket", "leaking", "gasket leaking"):
             page = await search_tickets(core, actor_id=actor.id, query=query)
             assert [hit.ticket.number for hit in page.items] == expected, (actor.id, query)
+
+
+async def test_long_queries_are_not_kept_so_the_statement_cache_stays_small(core):
+    """Whatever anyone types, the statements kept per process stay few: a query of more words
+    than CACHED_TOKENS is built for that search only (and still found)."""
+    customer = await make_user(core)
+    words = " ".join(f"w{n}" for n in range(search.postgres.CACHED_TOKENS + 3))
+    ticket = await make_ticket(core, customer, title="Long one", description=words)
+    before = dict(search.postgres.PostgresSearch._STATEMENTS)
+    page = await search_tickets(core, actor_id=customer.id, query=words)
+    assert [hit.ticket.number for hit in page.items] == [ticket.number]
+    assert before == search.postgres.PostgresSearch._STATEMENTS
