@@ -51,6 +51,7 @@ from core.search.ranking import (
     choose_snippet,
     public_reply,
 )
+from core.search.recent import INDEX_PREFIX
 
 # PostgreSQL reads the newest tickets in ranges of numbers ("slices"), each sized to hold the
 # matches still wanted times this margin, from the planner's estimate and then from the
@@ -75,10 +76,10 @@ SEARCH_TIMEOUT_MS = 2000
 
 # The lower bound of the recent search index in place (core.search.recent), if any.
 _RECENT_START = (
-    "(SELECT max(substr(c.relname, length('ix_ticket_search_recent_') + 1)::bigint) "
+    f"(SELECT max(substr(c.relname, {len(INDEX_PREFIX) + 1})::bigint) "
     "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
     "WHERE i.indrelid = 'ticket_search'::regclass AND i.indisvalid "
-    "AND c.relname LIKE 'ix\\_ticket\\_search\\_recent\\_%')"
+    f"AND c.relname LIKE '{INDEX_PREFIX.replace('_', chr(92) + '_')}%')"
 )
 # How many parts there are, as the last ANALYZE of ticket_search counted them.
 _PARTS_ESTIMATE = "(SELECT reltuples FROM pg_class WHERE oid = 'ticket_search'::regclass)"
