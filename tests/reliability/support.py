@@ -92,11 +92,13 @@ class FaultStep:
 
 
 class FaultRotation:
-    """Fail calls to each of `methods` in a fixed rotation of `steps` (by the order the fake
-    received that method's calls) until `stop()`: a stretch of mixed Slack trouble."""
+    """Fail calls to `methods` in a fixed rotation of `steps` (by the order the fake received
+    calls to any of them since the rotation began, so the first such call gets the first step
+    whatever came before) until `stop()`: a stretch of mixed Slack trouble."""
 
     def __init__(self, fake: FakeSlack, methods: Iterable[str], steps: list[FaultStep]) -> None:
         self.fake = fake
+        self.first_call = len(fake.calls)
         self.methods = frozenset(methods)
         self.steps = steps
         self.rules: list[tuple[FaultStep, FaultRule]] = []
@@ -118,7 +120,8 @@ class FaultRotation:
                 return False
             # The call being matched is already recorded (with these very params): its position
             # among the calls to the same method picks its slot in the rotation.
-            ours = [call for call in self.fake.calls if call.method == method]
+            since = self.fake.calls[self.first_call :]
+            ours = [call for call in since if call.method in self.methods]
             position = next(i for i, call in enumerate(ours) if call.params is params)
             return position % len(self.steps) == index
 
