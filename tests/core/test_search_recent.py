@@ -110,7 +110,7 @@ async def test_a_search_of_the_newest_tickets_reads_the_recent_index(core, small
 
     async def plan(lower: int) -> str:
         values = engine.values | {
-            "range_upper": 3000,
+            "range_upper": 15000,
             "range_lower": lower,
             "wanted": 50,
             "wanted_and_one": 51,
@@ -125,6 +125,38 @@ async def test_a_search_of_the_newest_tickets_reads_the_recent_index(core, small
 
     assert f"{INDEX_PREFIX}2600" in await plan(2800)
     assert f"{INDEX_PREFIX}2600" not in await plan(2000)
+
+
+async def test_an_older_range_is_narrowed_by_the_number_brin_index(core):
+    """A range of numbers below the recent index (migration 0013): the planner takes the pages
+    that hold it from the BRIN index of numbers and ANDs them with the GIN index's matches,
+    instead of reading every entry of the primary key in the range."""
+    if core.db.dialect != "postgresql":
+        return
+    customer = await make_user(core)
+    await _add_tickets(core, customer.id, 20000, "toner smudge", every=20)
+    async with core.db.engine.begin() as connection:
+        await connection.execute(
+            text("SELECT brin_summarize_new_values('ix_ticket_search_number_brin')")
+        )
+        await connection.execute(text("ANALYZE ticket_search"))
+    engine = PostgresSearch(parse_query("toner smudge"))
+    statement = engine._best_of_slice("everyone", True).compile(dialect=core.db.engine.dialect)
+    values = engine.values | {
+        "range_upper": 15000,
+        "range_lower": 5000,
+        "wanted": 50,
+        "wanted_and_one": 51,
+        "best": 20,
+    }
+    params = statement.construct_params(values)
+    positional = tuple(params[name] for name in statement.positiontup or ())
+    async with core.db.engine.begin() as connection:
+        await connection.execute(text("SET LOCAL random_page_cost = 1.1"))
+        rows = await connection.exec_driver_sql("EXPLAIN " + str(statement), positional)
+        plan = "\n".join(row[0] for row in rows)
+    assert "ix_ticket_search_number_brin" in plan, plan
+    assert "pk_ticket_search" not in plan, plan
 
 
 async def test_a_build_that_failed_half_way_is_replaced(core, small_window):
