@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any, cast
 
+from sqlalchemy import Insert, Integer, String, Table, bindparam, exists, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import delete_where
+from core.db import UTCDateTime, delete_where
 from core.errors import RateLimited
-from core.models import RateLimitCounter
+from core.models import RateLimitCounter, User
 
 
 async def consume(
@@ -29,25 +32,58 @@ async def consume(
     requests from several replicas are counted exactly. A refused or failed operation rolls
     its increment back with the rest of its transaction.
     """
-    window_start, retry_after = window(now, window_seconds)
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    values = count_values(actor_id=actor_id, bucket=bucket, now=now, window_seconds=window_seconds)
+    count = (await session.execute(counting(dialect), values)).scalar_one()
+    check(count, limit=limit, window_seconds=window_seconds, now=now, what=what)
+
+
+# The values of `counting`, bound at execution.
+_ACTOR = bindparam("count_actor", type_=Integer)
+_BUCKET = bindparam("count_bucket", type_=String)
+_WINDOW = bindparam("count_window", type_=UTCDateTime)
+
+
+@cache
+def counting(dialect: str, *, known_users_only: bool = False) -> Insert:
+    """The upsert that counts one use and returns the window's count (one statement per
+    dialect, its values bound from `count_values`), for `consume` and for services that count
+    within a statement of their own. `known_users_only`: an unknown user counts nothing (no
+    row comes back) instead of breaking the foreign key, for a statement that reads the user
+    in the same round trip."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    values = insert(RateLimitCounter).values(
-        actor_id=actor_id, bucket=bucket, window_start=window_start, count=1
-    )
-    statement = values.on_conflict_do_update(
+    row = select(_ACTOR, _BUCKET, _WINDOW, literal(1, Integer))
+    if known_users_only:
+        row = row.where(exists().where(User.id == _ACTOR))
+    counters = cast(Table, RateLimitCounter.__table__)
+    values = insert(counters).from_select(["actor_id", "bucket", "window_start", "count"], row)
+    statement: Insert = values.on_conflict_do_update(
         index_elements=["actor_id", "bucket", "window_start"],
-        set_={"count": RateLimitCounter.count + 1},
-    ).returning(RateLimitCounter.count)
-    count = (await session.execute(statement)).scalar_one()
-    if count > limit:
-        raise refusal(
-            what=what,
-            limit=limit,
-            window_seconds=window_seconds,
-            retry_after=retry_after,
-            resets_at=window_start + timedelta(seconds=window_seconds),
-        )
+        set_={"count": counters.c.count + 1},
+    ).returning(counters.c.count)
+    return statement
+
+
+def count_values(
+    *, actor_id: int, bucket: str, now: datetime, window_seconds: int
+) -> dict[str, Any]:
+    """The values `counting` binds: one use by `actor_id` in `bucket`'s window of `now`."""
+    window_start, _ = window(now, window_seconds)
+    return {_ACTOR.key: actor_id, _BUCKET.key: bucket, _WINDOW.key: window_start}
+
+
+def check(count: int, *, limit: int, window_seconds: int, now: datetime, what: str) -> None:
+    """Raise RateLimited when `count` (this use included) is past `limit`."""
+    if count <= limit:
+        return
+    window_start, retry_after = window(now, window_seconds)
+    raise refusal(
+        what=what,
+        limit=limit,
+        window_seconds=window_seconds,
+        retry_after=retry_after,
+        resets_at=window_start + timedelta(seconds=window_seconds),
+    )
 
 
 def window(now: datetime, window_seconds: int) -> tuple[datetime, int]:

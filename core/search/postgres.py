@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     ColumnElement,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Text,
+    any_,
     bindparam,
     case,
     column,
@@ -34,6 +36,7 @@ from sqlalchemy.orm import QueryableAttribute, aliased
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.types import UserDefinedType
 
+from core import ratelimit
 from core.access import Actor
 from core.enums import Role
 from core.models import Category, Reply, Ticket, User
@@ -161,12 +164,37 @@ def _scope_condition(kind: str) -> ColumnElement[bool]:
     return own | ((_SEARCH.c.company_id == company) & _SEARCH.c.number.in_(shared))
 
 
+def _visible_tickets(kind: str) -> ColumnElement[bool]:
+    """Actor.visible_tickets() on the tickets, for a statement built once per kind of scope:
+    the values _search_scope gives are bound at execution (the same names as _scope_condition
+    binds). tests/core/test_search.py holds both to selecting the same tickets."""
+    alive = Ticket.deleted_at.is_(None)
+    if kind == "everyone":
+        return alive
+    if kind == "nobody":
+        return false()
+    if kind == "companies":
+        return alive & Ticket.company_id.in_(bindparam(_SCOPE_COMPANIES, expanding=True))
+    own = Ticket.customer_id == bindparam(_SCOPE_CUSTOMER, type_=Integer)
+    if kind == "own":
+        return alive & own
+    assert kind == "own and shared", kind
+    company = bindparam(_SCOPE_COMPANY, type_=Integer)
+    return alive & (own | (Ticket.shared_with_company.is_(True) & (Ticket.company_id == company)))
+
+
+# The page's ticket numbers (load), bound at execution.
+_NUMBERS = bindparam("numbers", type_=ARRAY(BigInteger))
+
 # The bounds and sizes of one range's statement, bound at execution.
 _UPPER = bindparam("range_upper", type_=BigInteger)
 _LOWER = bindparam("range_lower", type_=BigInteger)
 _WANTED = bindparam("wanted", type_=Integer)  # matches still to rank
 _WANTED_AND_ONE = bindparam("wanted_and_one", type_=Integer)  # one more says there are more
 _BEST = bindparam("best", type_=Integer)
+# The actor of the search (start) and the statement timeout of its transaction.
+_ACTOR = bindparam("search_actor", type_=Integer)
+_TIMEOUT = bindparam("timeout", type_=Text)
 
 
 class PostgresSearch(SearchEngine):
@@ -200,6 +228,8 @@ class PostgresSearch(SearchEngine):
             values[f"search_title_{index}"] = terms.pg_token(index, "A")
             values[f"search_ticket_{index}"] = terms.pg_token(index, "AB")
         self.values = values
+        # (newest number, estimate, parts, recent index's bound): read by start or rank_newest
+        self.head: tuple[Any, ...] | None = None
 
     def _tsquery(self, name: str) -> ColumnElement[Any]:
         query = self._plain_tsquery(name)
@@ -277,14 +307,41 @@ class PostgresSearch(SearchEngine):
         )
         return func.greatest(total, whole_weight * self.tokens)
 
-    def _head(self, whole_desk: bool) -> Select[Any]:
-        """The newest ticket's number, the planner's estimate of the matching parts (staff
-        only), how many parts there are, the recent index's lower bound, and this
-        transaction's settings."""
+    async def start(
+        self, session: AsyncSession, actor_id: int, counting: dict[str, Any]
+    ) -> tuple[User | None, int | None]:
+        """One round trip: the actor's row, the search counted, and the head of the search
+        (see _start), kept for rank_newest."""
+        statement = self._statement("start", "", False, self._start)
+        timeout = f"{SEARCH_TIMEOUT_MS}ms"
+        values = self.values | counting | {_ACTOR.key: actor_id, _TIMEOUT.key: timeout}
+        row = (await session.execute(statement, values)).first()
+        if row is None:
+            return None, None
+        user, count, *head = row
+        self.head = tuple(head[:4])
+        return user, count
+
+    def _start(self) -> Select[Any]:
+        """The actor's row with the rate-limit count of this search (counted for any user,
+        checked by the caller, rolled back with the transaction when the user may not act)
+        and the head of the search: the newest ticket's number, the planner's estimate of the
+        matching parts (global staff only: the others read their share of the desk whole),
+        how many parts there are, the recent index's lower bound; and this transaction's
+        settings."""
+        counted = ratelimit.counting("postgresql", known_users_only=True).cte("counted")
+        whole_desk = User.role.in_([role.value for role in Role if role.is_global_staff])
         return select(
+            User,
+            select(counted.c.count).scalar_subquery(),
+            *self._head_columns(case((whole_desk, func.ticket_search_estimate(self.match_query)))),
+        ).where(User.id == _ACTOR)
+
+    def _head_columns(self, estimate: ColumnElement[Any]) -> list[ColumnElement[Any]]:
+        return [
             # The newest ticket's number bounds the first range read.
             select(func.max(Ticket.number)).scalar_subquery(),
-            func.ticket_search_estimate(self.match_query) if whole_desk else null(),
+            estimate,
             literal_column(_PARTS_ESTIMATE),
             literal_column(_RECENT_START),
             # For the rest of this transaction: the safety net; a commit that does not wait for
@@ -292,24 +349,21 @@ class PostgresSearch(SearchEngine):
             # word from a common one); and page costs for a table that
             # lives in memory, so that the planner weighs reading a few thousand rows against
             # scanning a long range of the number index as the clock does.
-            func.set_config("statement_timeout", bindparam("timeout", type_=Text), True),
+            func.set_config("statement_timeout", _TIMEOUT, True),
             # A search writes only its rate-limit count: its commit need not wait for the disk
             # (a crash could forget the last fraction of a second of counts).
             func.set_config("synchronous_commit", "off", True),
             func.set_config("plan_cache_mode", "force_custom_plan", True),
             func.set_config("random_page_cost", "1.1", True),
-        )
+        ]
 
     async def rank_newest(
         self, session: AsyncSession, actor: Actor, *, newest: int, best: int
     ) -> tuple[list[Match], int]:
         # Customers and corporate staff see a narrow share of the desk: reading it whole is
         # cheap (through the customer and company indexes), no estimate needed.
-        whole_desk = actor.role.is_global_staff
-        head = self._statement("head", str(whole_desk), False, self._head, whole_desk)
-        timeout = {"timeout": f"{SEARCH_TIMEOUT_MS}ms"}
-        row = (await session.execute(head, self.values | timeout)).one()
-        top, estimate, parts, recent_start = row[:4]
+        assert self.head is not None, "a search starts with start()"
+        top, estimate, parts, recent_start = self.head
         if top is None:
             return [], 0
         scope, scope_values = _search_scope(actor)
@@ -427,6 +481,32 @@ class PostgresSearch(SearchEngine):
     ) -> dict[int, tuple[TicketView, str]]:
         if not numbers:
             return {}
+        scope, scope_values = _search_scope(actor)
+        statement = self._statement("load", scope, False, self._load, scope)
+        values = {**self.values, **scope_values, _NUMBERS.key: list(numbers)}
+        rows = (await session.execute(statement, values)).all()
+        return {
+            row.Ticket.number: (
+                view_of(
+                    row.Ticket,
+                    customer=row.customer,
+                    assignee=row.assignee,
+                    category_name=row.category_name,
+                ),
+                choose_snippet(
+                    row.Ticket,
+                    description=row.description,
+                    reply=row.reply,
+                    title_hit=bool(row.title_hit),
+                ),
+            )
+            for row in rows
+        }
+
+    def _load(self, scope: str) -> Select[Any]:
+        """The tickets numbered `numbers` that the actor may see (_visible_tickets: the same
+        condition as Actor.visible_tickets, its values bound), with their people, category
+        and what the snippet is cut from."""
 
         def hits(vector: ColumnElement[Any], weight: str) -> ColumnElement[bool]:
             # The stored vector's title (A) or description (B) lexemes: no text is re-parsed.
@@ -454,38 +534,18 @@ class PostgresSearch(SearchEngine):
         # The page's people and category come in the same statement (one round trip, not
         # the three of repository.ticket_views).
         customer, assignee = aliased(User, name="customer"), aliased(User, name="assignee")
-        rows = (
-            await session.execute(
-                select(
-                    Ticket,
-                    customer,
-                    assignee,
-                    Category.name.label("category_name"),
-                    hits(_TICKET_VECTOR, "a").label("title_hit"),
-                    case((description_hit, headline(Ticket.description))).label("description"),
-                    reply.label("reply"),
-                )
-                .join(customer, customer.id == Ticket.customer_id)
-                .outerjoin(assignee, assignee.id == Ticket.assignee_id)
-                .outerjoin(Category, Category.id == Ticket.category_id)
-                .where(Ticket.number.in_(numbers), actor.visible_tickets()),
-                self.values,
+        return (
+            select(
+                Ticket,
+                customer,
+                assignee,
+                Category.name.label("category_name"),
+                hits(_TICKET_VECTOR, "a").label("title_hit"),
+                case((description_hit, headline(Ticket.description))).label("description"),
+                reply.label("reply"),
             )
-        ).all()
-        return {
-            row.Ticket.number: (
-                view_of(
-                    row.Ticket,
-                    customer=row.customer,
-                    assignee=row.assignee,
-                    category_name=row.category_name,
-                ),
-                choose_snippet(
-                    row.Ticket,
-                    description=row.description,
-                    reply=row.reply,
-                    title_hit=bool(row.title_hit),
-                ),
-            )
-            for row in rows
-        }
+            .join(customer, customer.id == Ticket.customer_id)
+            .outerjoin(assignee, assignee.id == Ticket.assignee_id)
+            .outerjoin(Category, Category.id == Ticket.category_id)
+            .where(Ticket.number == any_(_NUMBERS), _visible_tickets(scope))
+        )

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Select, Subquery, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.access import Actor
-from core.models import Reply, Ticket
+from core.models import Reply, Ticket, User
 from core.results import TicketView
 
 SNIPPET_WORDS = 18
@@ -34,6 +34,14 @@ class Match:
 
 class SearchEngine(Protocol):
     """The dialect-specific parts: which tickets match (with a rank) and their snippets."""
+
+    async def start(
+        self, session: AsyncSession, actor_id: int, counting: dict[str, Any]
+    ) -> tuple[User | None, int | None]:
+        """The acting user's row (None: no such user) and, for a user that may act, the
+        search counted against their rate limit (core.ratelimit.counting with the values
+        `counting`): the count, this search included. None when nothing was counted."""
+        ...
 
     async def rank_newest(
         self, session: AsyncSession, actor: Actor, *, newest: int, best: int

@@ -11,7 +11,7 @@ from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import ratelimit
-from core.access import Actor, load_actor
+from core.access import Actor, actor_of, load_actor
 from core.context import Core
 from core.errors import ValidationFailed
 from core.results import Page, TicketView
@@ -66,11 +66,31 @@ async def search_tickets(
     page_size = positive_int(page_size, field="page size", maximum=PAGE_SIZE_MAX)
     try:
         async with core.db.transaction() as session:
-            actor = await load_actor(session, actor_id)
-            await _count_search(core, session, actor.id)
             if not terms.tokens:
+                actor = await load_actor(session, actor_id)
+                await _count_search(core, session, actor.id)
                 return Page.of([], total=0, page=page, page_size=page_size)
             engine = engine_for(core.db.dialect, terms)
+            # The actor's row and the rate-limit count come with the search's first statement
+            # (one round trip on PostgreSQL); the checks are the same as load_actor's and
+            # ratelimit.consume's, on that row and that count.
+            now = core.clock.now()
+            counting = ratelimit.count_values(
+                actor_id=actor_id,
+                bucket="search",
+                now=now,
+                window_seconds=core.settings.search_window_seconds,
+            )
+            user, count = await engine.start(session, actor_id, counting)
+            actor = await actor_of(session, actor_id, user)
+            assert count is not None  # counted for every user that may act
+            ratelimit.check(
+                count,
+                limit=core.settings.search_limit,
+                window_seconds=core.settings.search_window_seconds,
+                now=now,
+                what="search",
+            )
             return await _search(session, engine, actor, page=page, page_size=page_size)
     except exc.DBAPIError as error:
         if _sqlstate(error) != QUERY_CANCELED:

@@ -25,9 +25,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import repository
+from core import ratelimit, repository
 from core.access import Actor
-from core.models import Reply, Ticket
+from core.models import Reply, Ticket, User
 from core.results import TicketView
 from core.search.query import Terms
 from core.search.ranking import (
@@ -49,6 +49,15 @@ _REPLIES_FTS = table("replies_fts", column("rowid"))
 class SqliteSearch(SearchEngine):
     def __init__(self, terms: Terms) -> None:
         self.terms = terms
+
+    async def start(
+        self, session: AsyncSession, actor_id: int, counting: dict[str, Any]
+    ) -> tuple[User | None, int | None]:
+        user = await session.get(User, actor_id)
+        if user is None or not user.can_act:
+            return user, None
+        count = (await session.execute(ratelimit.counting("sqlite"), counting)).scalar_one()
+        return user, int(count)
 
     def _match(self, fts: str, query: str, name: str) -> ColumnElement[bool]:
         return literal_column(fts).bool_op("MATCH")(bindparam(name, query, type_=Text))

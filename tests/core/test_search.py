@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, literal_column, text
+from sqlalchemy import event, literal_column, select, text, update
 
 from core import search
+from core.access import load_actor
 from core.context import Core
 from core.enums import Role
 from core.errors import RateLimited, ValidationFailed
+from core.models import Ticket
 from core.replies import add_reply, delete_reply, edit_reply
 from core.search import search_tickets
 from core.tickets import delete_ticket, update_ticket
@@ -566,3 +568,49 @@ async def test_long_queries_are_not_kept_so_the_statement_cache_stays_small(core
     page = await search_tickets(core, actor_id=customer.id, query=words)
     assert [hit.ticket.number for hit in page.items] == [ticket.number]
     assert before == search.postgres.PostgresSearch._STATEMENTS
+
+
+async def test_a_pages_tickets_are_read_with_the_visibility_of_every_other_read(core):
+    """PostgreSQL reads a page's tickets with a statement built once per kind of scope, the
+    actor's values bound at execution: for every kind of actor it selects exactly the tickets
+    that Actor.visible_tickets() selects, deleted and other companies' tickets excluded."""
+    if core.db.dialect != "postgresql":
+        pytest.skip("the statement built per kind of scope is PostgreSQL's")
+    north, south = await make_company(core, "North"), await make_company(core, "South")
+    alice = await make_user(core, company_id=north)
+    bob = await make_user(core, company_id=north)
+    dave = await make_user(core)
+    erin = await make_user(core, company_id=south)
+    agent = await make_user(core, Role.AGENT)
+    manager = await make_user(core, Role.MANAGER)
+    actors = {
+        "own and shared": alice,
+        "own": dave,
+        "companies": await make_user(core, Role.CORPORATE, company_id=north),
+        "nobody": await make_user(core, Role.CORPORATE),
+        "everyone": agent,
+    }
+    for customer in (alice, bob, bob, dave, erin):
+        await make_ticket(core, customer, title="Fan noise")
+    shared = await make_ticket(core, bob, title="Shared in the North channel")
+    gone = await make_ticket(core, alice, title="Deleted")
+    await delete_ticket(core, actor_id=manager.id, ticket=gone.number)
+    async with core.db.transaction() as session:
+        await session.execute(
+            update(Ticket).where(Ticket.id == shared.id).values(shared_with_company=True)
+        )
+    for kind, user in actors.items():
+        async with core.db.transaction() as session:
+            actor = await load_actor(session, user.id)
+            expected = set(
+                await session.scalars(select(Ticket.number).where(actor.visible_tickets()))
+            )
+            scope, values = search.postgres._search_scope(actor)
+            bound = select(Ticket.number).where(search.postgres._visible_tickets(scope))
+            selected = set(await session.scalars(bound, values))
+        assert scope == kind
+        assert selected == expected, kind
+        assert gone.number not in selected
+        if kind != "nobody":
+            assert expected, kind  # something to compare
+    assert shared.number in expected  # the agent's: every live ticket
