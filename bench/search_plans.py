@@ -29,6 +29,7 @@ from core.settings import CoreSettings
 def _label(statement: str) -> str:
     flat = " ".join(statement.split())
     for marker, name in (
+        ("WITH counted AS", "start: actor, count, estimate"),
         ("ticket_search_estimate", "estimate"),
         ("ts_rank", "rank slice"),
         ("ts_headline", "load + snippets"),
