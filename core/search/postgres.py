@@ -228,7 +228,7 @@ class PostgresSearch(SearchEngine):
             values[f"search_title_{index}"] = terms.pg_token(index, "A")
             values[f"search_ticket_{index}"] = terms.pg_token(index, "AB")
         self.values = values
-        # (newest number, estimate, parts, recent index's bound): read by start or rank_newest
+        # (newest number, estimate, parts, recent index's bound): read by start, for rank_newest
         self.head: tuple[Any, ...] | None = None
 
     def _tsquery(self, name: str) -> ColumnElement[Any]:
@@ -334,14 +334,9 @@ class PostgresSearch(SearchEngine):
         return select(
             User,
             select(counted.c.count).scalar_subquery(),
-            *self._head_columns(case((whole_desk, func.ticket_search_estimate(self.match_query)))),
-        ).where(User.id == _ACTOR)
-
-    def _head_columns(self, estimate: ColumnElement[Any]) -> list[ColumnElement[Any]]:
-        return [
             # The newest ticket's number bounds the first range read.
             select(func.max(Ticket.number)).scalar_subquery(),
-            estimate,
+            case((whole_desk, func.ticket_search_estimate(self.match_query))),
             literal_column(_PARTS_ESTIMATE),
             literal_column(_RECENT_START),
             # For the rest of this transaction: the safety net; a commit that does not wait for
@@ -355,7 +350,7 @@ class PostgresSearch(SearchEngine):
             func.set_config("synchronous_commit", "off", True),
             func.set_config("plan_cache_mode", "force_custom_plan", True),
             func.set_config("random_page_cost", "1.1", True),
-        ]
+        ).where(User.id == _ACTOR)
 
     async def rank_newest(
         self, session: AsyncSession, actor: Actor, *, newest: int, best: int

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, literal_column, select, text, update
+from sqlalchemy import event, func, literal_column, select, text, update
 
 from core import search
 from core.access import load_actor
 from core.context import Core
 from core.enums import Role
-from core.errors import RateLimited, ValidationFailed
-from core.models import Ticket
+from core.errors import Forbidden, RateLimited, ValidationFailed
+from core.models import RateLimitCounter, Ticket, User
 from core.replies import add_reply, delete_reply, edit_reply
 from core.search import search_tickets
 from core.tickets import delete_ticket, update_ticket
@@ -239,6 +239,38 @@ async def test_search_is_rate_limited_per_actor(core, database_url, clock):
     await search_tickets(limited, actor_id=bob.id, query="anything")  # a separate budget
     clock.advance(seconds=60)
     await search_tickets(limited, actor_id=alice.id, query="anything")
+
+
+async def test_a_deactivated_or_unknown_actor_is_refused_and_their_search_not_counted(
+    core, database_url, clock
+):
+    """The actor's row and the rate-limit count are read in the search's first statement: a
+    user who may not act is still refused, and nothing is counted against them (a refused
+    search's count is rolled back with its transaction)."""
+    limited = Core(
+        db=core.db,
+        settings=settings_with(database_url, search_limit=1, search_window_seconds=60),
+        clock=clock,
+    )
+    await make_ticket(core, await make_user(core), title="Toner low")
+    gone = await make_user(core, active=False)
+    for _ in range(3):
+        with pytest.raises(Forbidden):
+            await search_tickets(limited, actor_id=gone.id, query="toner")
+    with pytest.raises(Forbidden):
+        await search_tickets(limited, actor_id=gone.id + 1000, query="toner")
+    async with core.db.transaction() as session:
+        counted = await session.scalar(
+            select(func.count())
+            .select_from(RateLimitCounter)
+            .where(RateLimitCounter.actor_id == gone.id)
+        )
+    assert counted == 0
+    async with core.db.transaction() as session:
+        await session.execute(update(User).where(User.id == gone.id).values(is_active=True))
+    await search_tickets(limited, actor_id=gone.id, query="toner")  # the one search of the window
+    with pytest.raises(RateLimited):
+        await search_tickets(limited, actor_id=gone.id, query="toner")
 
 
 async def test_pagination_totals_and_pages(core, clock):
