@@ -258,6 +258,8 @@ def rss_mb(pid: int) -> float:
 @dataclass
 class Burst:
     latencies: list[float] = field(default_factory=list)
+    # The same latencies by what was sent: create (a view_submission), assign, status, reply.
+    by_kind: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     changes: int = 0
     last_change_at: float = 0.0
@@ -272,14 +274,16 @@ class Sender:
             connector=aiohttp.TCPConnector(limit=64), timeout=aiohttp.ClientTimeout(total=300)
         )
 
-    async def send(self, body: str, burst: Burst | None) -> str:
+    async def send(self, body: str, burst: Burst | None, kind: str = "other") -> str:
         headers = {"Content-Type": "application/x-www-form-urlencoded", **self.signer.headers(body)}
         sent = time.perf_counter()
         async with self.session.post(self.endpoint, data=body, headers=headers) as response:
             text = await response.text()
             status = response.status
         if burst is not None:
-            burst.latencies.append(time.perf_counter() - sent)
+            latency = time.perf_counter() - sent
+            burst.latencies.append(latency)
+            burst.by_kind.setdefault(kind, []).append(latency)
             burst.changes += 1
             burst.last_change_at = time.perf_counter()
             if status != 200 or '"errors"' in text:
@@ -330,7 +334,7 @@ async def run_burst(
         await asyncio.sleep(window * n / customers)
         user = customer(index, n)
         title = f"Outage {run} {n}: cannot log in"
-        await sender.send(create_body(user, title, n), burst)
+        await sender.send(create_body(user, title, n), burst, "create")
         number = await ticket_number(db, title)
         if number is None:
             burst.errors.append(f"ticket {title!r} was not created")
@@ -342,10 +346,59 @@ async def run_burst(
             f"reply {number} We are on it: the login service is back within the hour.",
         ):
             await asyncio.sleep(gap)
-            await sender.send(sender.command(agent, text), burst)
+            await sender.send(sender.command(agent, text), burst, text.split()[0])
 
     await asyncio.gather(*(one(n) for n in range(customers)))
     return burst
+
+
+def _ms(ordered: list[float], fraction: float) -> float:
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000, 1)
+
+
+def ack_by_kind(burst: Burst) -> dict[str, dict[str, float]]:
+    """Ack p50/p99/max as this process saw them, by what was sent."""
+    figures = {}
+    for kind, latencies in sorted(burst.by_kind.items()):
+        ordered = sorted(latencies)
+        figures[kind] = {
+            "n": len(ordered),
+            "p50_ms": _ms(ordered, 0.5),
+            "p99_ms": _ms(ordered, 0.99),
+            "max_ms": round(ordered[-1] * 1000, 1),
+        }
+    return figures
+
+
+async def ack_histogram(http: aiohttp.ClientSession, bot_url: str) -> dict[str, dict[str, float]]:
+    """The bot's own ack histogram (time from receiving a request to answering it), by kind:
+    cumulative counts per bucket bound, read from its /metrics."""
+    async with http.get(bot_url.rstrip("/") + "/metrics") as response:
+        text = await response.text()
+    counts: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if not line.startswith("ticketbot_slack_ack_seconds_bucket{"):
+            continue
+        labels, value = line[len("ticketbot_slack_ack_seconds_bucket{") :].split("} ")
+        fields = dict(part.split("=", 1) for part in labels.split(","))
+        kind, bound = fields["kind"].strip('"'), fields["le"].strip('"')
+        counts.setdefault(kind, {})[bound] = float(value)
+    return counts
+
+
+def server_acks_over(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], bound: str
+) -> dict[str, str]:
+    """Per kind, of the requests answered between two reads: how many took longer than
+    `bound` seconds in the bot (from receipt to answer), as "over/total"."""
+    result = {}
+    for kind, buckets in after.items():
+        total = buckets["+Inf"] - before.get(kind, {}).get("+Inf", 0)
+        if not total:
+            continue
+        within = buckets[bound] - before.get(kind, {}).get(bound, 0)
+        result[kind] = f"{int(total - within)}/{int(total)}"
+    return result
 
 
 async def backlog(db: asyncpg.Pool) -> tuple[int, int]:
@@ -385,6 +438,7 @@ async def measure(args: argparse.Namespace, bot_url: str, report_url: str, pid: 
             for index in range(args.bursts):
                 async with http.get(report_url) as response:
                     since = (await response.json())["now"]
+                histogram_before = await ack_histogram(http, bot_url)
                 started = time.perf_counter()
                 burst = await run_burst(
                     sender, db, index, customers=args.customers, window=args.window, gap=args.gap
@@ -398,6 +452,7 @@ async def measure(args: argparse.Namespace, bot_url: str, report_url: str, pid: 
                 async with http.get(report_url, params={"since": str(since)}) as response:
                     report = await response.json()
                 after = rss_mb(pid)
+                histogram_after = await ack_histogram(http, bot_url)
                 if os.environ.get("TICKETBOT_BURST_TRACEMALLOC"):
                     os.kill(pid, signal.SIGUSR1)  # the bot logs what grew (see _trace_memory)
                 refusals = Counter(
@@ -430,6 +485,13 @@ async def measure(args: argparse.Namespace, bot_url: str, report_url: str, pid: 
                     "rate_limited_pct": round(100 * report["rate_limited"] / report["calls"], 2),
                     "ack_p50_ms": round(p50, 1),
                     "ack_p99_ms": round(p99, 1),
+                    "ack_by_kind": ack_by_kind(burst),
+                    "bot_acks_over_100ms": server_acks_over(
+                        histogram_before, histogram_after, "0.1"
+                    ),
+                    "bot_acks_over_50ms": server_acks_over(
+                        histogram_before, histogram_after, "0.05"
+                    ),
                     "request_errors": len(burst.errors),
                     "outbox_failed": missing["failed"],
                     "outbox_undelivered": missing["undelivered"],
@@ -466,6 +528,13 @@ def summarise(idle: float, results: list[dict[str, Any]]) -> None:
             f"{r['ack_p50_ms']:7.1f} {r['ack_p99_ms']:7.1f} {r['request_errors']:7d} {lost_:5d} "
             f"{r['doubled']:7d} {r['threads_out_of_order']:6d} {r['rss_mb']:7.1f}"
         )
+    for r in results:
+        kinds = ", ".join(
+            f"{kind} {f['p50_ms']:.0f}/{f['p99_ms']:.0f}/{f['max_ms']:.0f}"
+            for kind, f in r["ack_by_kind"].items()
+        )
+        print(f"burst {r['burst']} ack p50/p99/max ms by request: {kinds}; in the bot over "
+              f"100 ms: {r['bot_acks_over_100ms']}")  # fmt: skip
     print("req err: a request not answered 200 in time (bolt answers 404 after 3 s without an "
           "ack); lost: outbox messages failed or never delivered; order: threads whose posts "
           "are out of written order")  # fmt: skip
