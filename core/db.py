@@ -57,8 +57,13 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
+    # Up to pool_size + max_overflow connections, each kept once opened: SQLAlchemy closes an
+    # overflow connection as soon as it is returned, and under a burst the outbox worker's
+    # deliveries, starting together, took the pool past its size every two seconds, so six
+    # PostgreSQL backends were forked and dropped each time (about 200 connects a minute in
+    # bench.burst; the create-ticket acks nearby took 70-130 ms instead of under 30).
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800
+        url, pool_size=pool_size + max_overflow, max_overflow=0, pool_recycle=1800
     )
     _ping_idle_connections(engine)
     return engine
