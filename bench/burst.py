@@ -431,6 +431,11 @@ async def measure(args: argparse.Namespace, bot_url: str, report_url: str, pid: 
         # The agents get their role from the admin (and everyone is known to the desk).
         for agent in AGENTS:
             await sender.send(sender.command(ADMIN, f"role <@{agent}> agent"), None)
+            # Spaced out: each looks the mentioned agent up with users.info at once (nothing
+            # else tells who they are), and eleven such calls within a second exceed Tier 4's
+            # burst at the stand-in, which refused one agent's role change in a run (its 30
+            # tickets' changes were then refused NOT_FOUND).
+            await asyncio.sleep(0.5)
         await asyncio.sleep(2)
         idle = rss_mb(pid)
         print(f"bot RSS idle: {idle:.1f} MB")
