@@ -41,6 +41,11 @@ USERS_INFO_MAX_WAIT_SECONDS = 0.25
 # At most this many people's profiles are remembered as fresh (expired ones go first; a cache
 # that is full is emptied: it only spares users.info calls, it grants nothing).
 CACHE_LIMIT = 10_000
+# Expired profiles are also dropped whenever the cache has doubled since the last time (and
+# holds at least this many): it then levels off at about twice the people seen within the
+# TTL, instead of growing with every new person up to CACHE_LIMIT (bench.burst brings 300
+# new people per burst; tracemalloc showed the cache among what grew from one to the next).
+PRUNE_FLOOR = 1_000
 # User ids (U…, or W… on Enterprise Grid) are short upper-case alphanumerics; USLACKBOT too.
 _SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
 
@@ -107,6 +112,7 @@ class IdentityResolver:
         # call (a burst of clicks must not become a burst of Tier 4 rate-limited lookups).
         self._pending: dict[str, asyncio.Future[UserView]] = {}
         self._invalidated: dict[str, float] = {}
+        self._prune_at = PRUNE_FLOOR  # the cache's size at which expired profiles go next
 
     def invalidate(self, slack_user_id: str) -> None:
         """Refresh this person's Slack profile on their next request."""
@@ -188,7 +194,7 @@ class IdentityResolver:
     def _remember(self, slack_user_id: str, started: float, seconds: float) -> None:
         if self._invalidated.get(slack_user_id, float("-inf")) < started:
             # (a lookup that began before an invalidation must not count as fresh)
-            if len(self._cache) >= CACHE_LIMIT:
+            if len(self._cache) >= min(self._prune_at, CACHE_LIMIT):
                 self._prune()
             self._cache[slack_user_id] = _Entry(time.monotonic() + seconds)
 
@@ -199,6 +205,7 @@ class IdentityResolver:
         self._cache = {key: e for key, e in self._cache.items() if e.expires > now}
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
+        self._prune_at = max(PRUNE_FLOOR, 2 * len(self._cache))
         horizon = now - 2 * self.lookup_timeout - 1.0
         self._invalidated = {k: t for k, t in self._invalidated.items() if t >= horizon}
 
