@@ -11,18 +11,23 @@ from bot import identity
 from bot.identity import IdentityResolver, _Entry
 
 
+def _offline_resolver() -> IdentityResolver:
+    """A resolver whose cache is tested on its own: no lookup reaches its core or client."""
+    return IdentityResolver(
+        core=Any,  # type: ignore[arg-type]
+        client=Any,  # type: ignore[arg-type]
+        admin_ids=[],
+        ttl_seconds=60,
+    )
+
+
 def test_expired_profiles_and_old_invalidations_are_dropped_at_the_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [1000.0]
     monkeypatch.setattr(identity.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(identity, "CACHE_LIMIT", 4)
-    resolver = IdentityResolver(
-        core=Any,  # type: ignore[arg-type]  (not reached: no lookup runs here)
-        client=Any,  # type: ignore[arg-type]
-        admin_ids=[],
-        ttl_seconds=60,
-    )
+    resolver = _offline_resolver()
     resolver._cache = {f"U0OLD{i:04d}": _Entry(expires=now[0] - 1) for i in range(3)}
     resolver._cache["U0FRESH001"] = _Entry(expires=now[0] + 30)
     for n in range(10):
@@ -40,12 +45,7 @@ def test_expired_profiles_go_long_before_the_limit_so_the_cache_levels_off(
     now = [1000.0]
     monkeypatch.setattr(identity.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(identity, "PRUNE_FLOOR", 10)
-    resolver = IdentityResolver(
-        core=Any,  # type: ignore[arg-type]  (not reached: no lookup runs here)
-        client=Any,  # type: ignore[arg-type]
-        admin_ids=[],
-        ttl_seconds=60,
-    )
+    resolver = _offline_resolver()
     resolver._prune_at = 10
     sizes = []
     for burst in range(20):  # 8 new people a minute, every profile expiring after 60 s

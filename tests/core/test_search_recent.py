@@ -105,26 +105,8 @@ async def test_a_search_of_the_newest_tickets_reads_the_recent_index(core, small
     recent.RECENT_WINDOW, recent.RECENT_SLACK = 400, 100
     state = await refresh_recent_index(core)
     assert state.start == 2600
-    engine = PostgresSearch(parse_query("toner smudge"))
-    statement = engine._best_of_slice("everyone", True).compile(dialect=core.db.engine.dialect)
-
-    async def plan(lower: int) -> str:
-        values = engine.values | {
-            "range_upper": 15000,
-            "range_lower": lower,
-            "wanted": 50,
-            "wanted_and_one": 51,
-            "best": 20,
-        }
-        params = statement.construct_params(values)
-        positional = tuple(params[name] for name in statement.positiontup or ())
-        async with core.db.engine.begin() as connection:
-            await connection.execute(text("SET LOCAL enable_seqscan = off"))
-            rows = await connection.exec_driver_sql("EXPLAIN " + str(statement), positional)
-            return "\n".join(row[0] for row in rows)
-
-    assert f"{INDEX_PREFIX}2600" in await plan(2800)
-    assert f"{INDEX_PREFIX}2600" not in await plan(2000)
+    assert f"{INDEX_PREFIX}2600" in await _slice_plan(core, 3000, 2800, "enable_seqscan = off")
+    assert f"{INDEX_PREFIX}2600" not in await _slice_plan(core, 3000, 2000, "enable_seqscan = off")
 
 
 async def test_an_older_range_is_narrowed_by_the_number_brin_index(core):
@@ -140,11 +122,19 @@ async def test_an_older_range_is_narrowed_by_the_number_brin_index(core):
             text("SELECT brin_summarize_new_values('ix_ticket_search_number_brin')")
         )
         await connection.execute(text("ANALYZE ticket_search"))
+    plan = await _slice_plan(core, 15000, 5000, "random_page_cost = 1.1")
+    assert "ix_ticket_search_number_brin" in plan, plan
+    assert "pk_ticket_search" not in plan, plan
+
+
+async def _slice_plan(core: Core, upper: int, lower: int, setting: str) -> str:
+    """EXPLAIN of a staff search's range statement for "toner smudge" over (lower, upper],
+    with `setting` (SET LOCAL) in its transaction."""
     engine = PostgresSearch(parse_query("toner smudge"))
     statement = engine._best_of_slice("everyone", True).compile(dialect=core.db.engine.dialect)
     values = engine.values | {
-        "range_upper": 15000,
-        "range_lower": 5000,
+        "range_upper": upper,
+        "range_lower": lower,
         "wanted": 50,
         "wanted_and_one": 51,
         "best": 20,
@@ -152,11 +142,9 @@ async def test_an_older_range_is_narrowed_by_the_number_brin_index(core):
     params = statement.construct_params(values)
     positional = tuple(params[name] for name in statement.positiontup or ())
     async with core.db.engine.begin() as connection:
-        await connection.execute(text("SET LOCAL random_page_cost = 1.1"))
+        await connection.execute(text(f"SET LOCAL {setting}"))
         rows = await connection.exec_driver_sql("EXPLAIN " + str(statement), positional)
-        plan = "\n".join(row[0] for row in rows)
-    assert "ix_ticket_search_number_brin" in plan, plan
-    assert "pk_ticket_search" not in plan, plan
+        return "\n".join(row[0] for row in rows)
 
 
 async def test_a_build_that_failed_half_way_is_replaced(core, small_window):
